@@ -1,0 +1,28 @@
+"""numcnn: convolutional neural networks in NumPy, with PyTorch's interface and numbers."""
+
+import numpy as _np
+
+from ._config import get_num_threads, manual_seed, set_num_threads
+from .autograd import Tensor, cat, enable_grad, is_grad_enabled, no_grad, stack, tensor, where
+from .autograd.creation import arange, empty, full, ones, ones_like, rand, randint, randn, zeros, zeros_like
+from .serialization import load, save
+
+float32 = _np.dtype(_np.float32)
+float64 = _np.dtype(_np.float64)
+int64 = _np.dtype(_np.int64)
+int32 = _np.dtype(_np.int32)
+uint8 = _np.dtype(_np.uint8)
+bool_ = _np.dtype(_np.bool_)
+float = float32  # noqa: A001 - torch.float is float32
+double = float64
+long = int64
+
+from . import nn, optim, utils  # noqa: E402  (they import the names above)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "arange", "cat", "empty", "enable_grad", "full", "get_num_threads", "is_grad_enabled", "load",
+    "manual_seed", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "save",
+    "set_num_threads", "stack", "tensor", "utils", "where", "zeros", "zeros_like",
+]

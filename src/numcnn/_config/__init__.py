@@ -1,0 +1,51 @@
+"""Process-wide settings: default dtype, the seeded random generator, thread count.
+
+Everything random in numcnn (initialisation, dropout, ``randn``, shuffling when no generator is given) draws
+from one :class:`numpy.random.Generator`; :func:`manual_seed` replaces it, so the same seed gives the same run,
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_DTYPE = np.dtype(np.float32)
+
+_state = {"generator": np.random.default_rng(0), "threadpool": None}
+
+
+def manual_seed(seed: int) -> np.random.Generator:
+    """Seed numcnn's global random generator (as ``torch.manual_seed``) and return it."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"manual_seed: expected an int seed, got {type(seed).__name__}")
+    _state["generator"] = np.random.default_rng(int(seed))
+    return _state["generator"]
+
+
+def default_generator() -> np.random.Generator:
+    """The global generator that random ops use when none is passed."""
+    return _state["generator"]
+
+
+def get_generator(generator: np.random.Generator | None = None) -> np.random.Generator:
+    return default_generator() if generator is None else generator
+
+
+def set_num_threads(n: int) -> None:
+    """Limit the BLAS/OpenMP thread pools NumPy uses to ``n`` threads (through threadpoolctl)."""
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    from threadpoolctl import threadpool_limits
+
+    old = _state["threadpool"]
+    if old is not None:
+        old.restore_original_limits()
+    _state["threadpool"] = threadpool_limits(limits=int(n))
+
+
+def get_num_threads() -> int:
+    """The number of threads of the first BLAS pool NumPy uses (1 if none is found)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    return counts[0] if counts else 1

@@ -1,0 +1,61 @@
+"""The autograd Function: a forward on raw ndarrays and a backward that says how the gradient flows back.
+
+A Function subclass implements two static methods::
+
+    forward(ctx, *inputs, **options) -> ndarray          # inputs are ndarrays where Tensors were passed
+    backward(ctx, grad) -> ndarray | tuple[ndarray|None] # one gradient per positional input, None where not needed
+
+``ctx`` carries what backward needs (``ctx.save_for_backward(...)`` or plain attributes) and
+``ctx.needs_input_grad`` tells backward which gradients somebody asked for, so it can skip the rest.
+Everything is saved on the context of the call, never on the Function or a module: a layer used twice in one
+graph keeps two contexts.
+"""
+
+from __future__ import annotations
+
+from .grad_mode import _GradMode
+
+
+class Context:
+    """Per-call storage for backward."""
+
+    __slots__ = ("saved_tensors", "needs_input_grad", "parents", "fn", "__dict__")
+
+    def save_for_backward(self, *arrays) -> None:
+        self.saved_tensors = arrays
+
+
+class Function:
+    @staticmethod
+    def forward(ctx: Context, *args, **kwargs):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        from .tensor import Tensor
+
+        raw = []
+        needs = []
+        any_grad = False
+        for a in args:
+            if isinstance(a, Tensor):
+                raw.append(a.data)
+                needs.append(a.requires_grad)
+                any_grad = any_grad or a.requires_grad
+            else:
+                raw.append(a)
+                needs.append(False)
+        ctx = Context()
+        record = any_grad and _GradMode.enabled
+        ctx.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
+        out = cls.forward(ctx, *raw, **kwargs)
+        result = Tensor._make(out, record)
+        if record:
+            ctx.fn = cls
+            ctx.parents = tuple(a if n else None for a, n in zip(args, needs))
+            result._ctx = ctx
+        return result

@@ -1,0 +1,577 @@
+"""numcnn's Tensor: an ndarray plus what autograd needs (``requires_grad``, ``grad``, the Function that made it)."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from . import ops
+from .engine import run_backward
+from .grad_mode import _GradMode
+
+DEFAULT_FLOAT = np.dtype(np.float32)
+
+MaxMinResult = namedtuple("MaxMinResult", ["values", "indices"])
+
+
+def to_array(data, dtype=None) -> np.ndarray:
+    """``data`` as an ndarray: ndarrays keep their dtype (no copy); Python floats become float32, Python ints
+    int64 and bools bool, as PyTorch does."""
+    if isinstance(data, Tensor):
+        arr = data.data
+    elif isinstance(data, (np.ndarray, np.generic)):
+        arr = np.asarray(data)
+    else:
+        if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
+            data = [d.data if isinstance(d, Tensor) else d for d in data]
+        arr = np.asarray(data)
+        if arr.dtype.kind == "f":
+            arr = arr.astype(DEFAULT_FLOAT)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        elif arr.dtype.kind not in "b":
+            raise TypeError(f"tensor(): cannot make a tensor from {type(data).__name__} of dtype {arr.dtype}")
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        arr = arr.astype(dtype)
+    return arr
+
+
+def _is_float(dtype) -> bool:
+    return dtype.kind == "f"
+
+
+def _index(idx):
+    """Replace Tensors inside an index by their arrays."""
+    if isinstance(idx, Tensor):
+        return idx.data
+    if isinstance(idx, tuple):
+        return tuple(_index(i) for i in idx)
+    if isinstance(idx, list) and any(isinstance(i, Tensor) for i in idx):
+        return [_index(i) for i in idx]
+    return idx
+
+
+def _shape_arg(shape) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+class Tensor:
+    """An n-dimensional array that records the operations done on it when it requires grad.
+
+    ``Tensor(data, requires_grad=False, dtype=None)`` wraps ``data`` like :func:`numcnn.tensor`.
+    """
+
+    __slots__ = ("data", "requires_grad", "grad", "_ctx", "_retain", "__weakref__")
+    __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        arr = to_array(data, dtype)
+        if requires_grad and not _is_float(arr.dtype):
+            raise TypeError(f"only floating point tensors can require gradients, got dtype {arr.dtype}")
+        self.data = arr
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._ctx = None
+        self._retain = False
+
+    @staticmethod
+    def _make(arr, requires_grad: bool) -> Tensor:
+        t = object.__new__(Tensor)
+        t.data = arr if isinstance(arr, np.ndarray) else np.asarray(arr)
+        t.requires_grad = requires_grad
+        t.grad = None
+        t._ctx = None
+        t._retain = False
+        return t
+
+    # ------------------------------------------------------------ properties
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        return None if self._ctx is None else self._ctx.fn
+
+    @property
+    def T(self) -> Tensor:
+        return self.permute(*reversed(range(self.ndim)))
+
+    def size(self, dim: int | None = None):
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def numel(self) -> int:
+        return self.data.size
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extra = ""
+        if self.data.dtype != DEFAULT_FLOAT and self.data.dtype != np.int64:
+            extra += f", dtype={self.data.dtype}"
+        if self._ctx is not None and self._ctx.fn is not None:
+            extra += f", grad_fn=<{self._ctx.fn.__name__}Backward>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def __hash__(self):
+        return id(self)
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise RuntimeError(f"Boolean value of a tensor with {self.data.size} values is ambiguous")
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.data)
+
+    # ------------------------------------------------------------ autograd
+    def backward(self, gradient=None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad."""
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward(): grad can be implicitly created only for scalar outputs, got shape {self.shape}"
+                )
+            grad = np.ones(self.data.shape, dtype=self.data.dtype)
+        else:
+            grad = to_array(gradient)
+            if grad.shape != self.data.shape:
+                raise ValueError(f"backward(): gradient of shape {grad.shape} for a tensor of shape {self.shape}")
+            grad = grad.astype(self.data.dtype, copy=True)
+        run_backward(self, grad, retain_graph)
+
+    def detach(self) -> Tensor:
+        return Tensor._make(self.data, False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and not _is_float(self.data.dtype):
+            raise TypeError(f"only floating point tensors can require gradients, got dtype {self.data.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this non-leaf tensor after backward."""
+        self._retain = True
+
+    # ------------------------------------------------------------ conversion
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item(): a tensor with {self.data.size} elements cannot be converted to a number")
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def to(self, dtype) -> Tensor:
+        dtype = np.dtype(dtype)
+        if dtype == self.data.dtype:
+            return self
+        if self.requires_grad and _GradMode.enabled and _is_float(dtype):
+            return ops.Cast.apply(self, dtype)
+        return Tensor._make(self.data.astype(dtype), False)
+
+    def float(self) -> Tensor:
+        return self.to(np.float32)
+
+    def double(self) -> Tensor:
+        return self.to(np.float64)
+
+    def long(self) -> Tensor:
+        return self.to(np.int64)
+
+    def int(self) -> Tensor:
+        return self.to(np.int32)
+
+    def bool(self) -> Tensor:
+        return self.to(np.bool_)
+
+    def clone(self) -> Tensor:
+        return ops.Reshape.apply(self, self.shape) if self.requires_grad else Tensor._make(self.data.copy(), False)
+
+    def contiguous(self) -> Tensor:
+        return self
+
+    # ------------------------------------------------------------ in place (no graph)
+    def _check_inplace(self, name: str) -> None:
+        if self.requires_grad and _GradMode.enabled:
+            raise RuntimeError(
+                f"{name}: a tensor that requires grad cannot be modified in place while grad is enabled "
+                "(wrap it in numcnn.no_grad())"
+            )
+
+    def zero_(self) -> Tensor:
+        self._check_inplace("zero_()")
+        self.data[...] = 0
+        return self
+
+    def fill_(self, value) -> Tensor:
+        self._check_inplace("fill_()")
+        self.data[...] = value
+        return self
+
+    def copy_(self, src) -> Tensor:
+        self._check_inplace("copy_()")
+        src = to_array(src)
+        if np.broadcast_shapes(src.shape, self.shape) != self.shape:
+            raise ValueError(f"copy_(): cannot copy shape {src.shape} into shape {self.shape}")
+        self.data[...] = src
+        return self
+
+    def __setitem__(self, idx, value) -> None:
+        self._check_inplace("__setitem__")
+        self.data[_index(idx)] = to_array(value) if isinstance(value, Tensor) else value
+
+    # ------------------------------------------------------------ arithmetic
+    def _operands(self, other, name: str, reflected: bool = False):
+        """Both operands of a binary op with PyTorch's dtype rules, except that mixing two float dtypes is
+        an error instead of a silent upcast."""
+        a = self
+        if isinstance(other, Tensor) or isinstance(other, np.ndarray):
+            b = other if isinstance(other, Tensor) else Tensor._make(other, False)
+            da, db = a.data.dtype, b.data.dtype
+            if da != db:
+                fa, fb = _is_float(da), _is_float(db)
+                if fa and fb:
+                    raise TypeError(
+                        f"{name}: expected both operands to have the same dtype, got {da} and {db}; "
+                        "numcnn never upcasts silently: call .float() on the float64 operand"
+                    )
+                if fa:
+                    b = b.to(da)
+                elif fb:
+                    a = a.to(db)
+        elif isinstance(other, (bool, int, float, np.number)):
+            if isinstance(other, (float, np.floating)):
+                b = float(other)
+                if not _is_float(a.data.dtype):
+                    a = a.float()
+            elif isinstance(other, (bool, np.bool_)):
+                b = bool(other)
+            else:
+                b = int(other)
+        else:
+            return NotImplemented
+        return (b, a) if reflected else (a, b)
+
+    def _binary(self, fn, other, name, reflected=False):
+        pair = self._operands(other, name, reflected)
+        if pair is NotImplemented:
+            return NotImplemented
+        return fn.apply(*pair)
+
+    def __add__(self, o):
+        return self._binary(ops.Add, o, "add")
+
+    def __radd__(self, o):
+        return self._binary(ops.Add, o, "add", True)
+
+    def __sub__(self, o):
+        return self._binary(ops.Sub, o, "sub")
+
+    def __rsub__(self, o):
+        return self._binary(ops.Sub, o, "sub", True)
+
+    def __mul__(self, o):
+        return self._binary(ops.Mul, o, "mul")
+
+    def __rmul__(self, o):
+        return self._binary(ops.Mul, o, "mul", True)
+
+    def __truediv__(self, o):
+        x = self if _is_float(self.data.dtype) else self.float()
+        return x._binary(ops.Div, o, "div")
+
+    def __rtruediv__(self, o):
+        x = self if _is_float(self.data.dtype) else self.float()
+        return x._binary(ops.Div, o, "div", True)
+
+    def __pow__(self, o):
+        return self._binary(ops.Pow, o, "pow")
+
+    def __rpow__(self, o):
+        return self._binary(ops.Pow, o, "pow", True)
+
+    def __matmul__(self, o):
+        return self._binary(ops.MatMul, o, "matmul")
+
+    def __rmatmul__(self, o):
+        return self._binary(ops.MatMul, o, "matmul", True)
+
+    def __neg__(self):
+        return ops.Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    def _compare(self, other, np_op):
+        o = other.data if isinstance(other, Tensor) else other
+        return Tensor._make(np.asarray(np_op(self.data, o)), False)
+
+    def __eq__(self, o):
+        return self._compare(o, np.equal)
+
+    def __ne__(self, o):
+        return self._compare(o, np.not_equal)
+
+    def __lt__(self, o):
+        return self._compare(o, np.less)
+
+    def __le__(self, o):
+        return self._compare(o, np.less_equal)
+
+    def __gt__(self, o):
+        return self._compare(o, np.greater)
+
+    def __ge__(self, o):
+        return self._compare(o, np.greater_equal)
+
+    def add(self, o):
+        return self + o
+
+    def sub(self, o):
+        return self - o
+
+    def mul(self, o):
+        return self * o
+
+    def div(self, o):
+        return self / o
+
+    def pow(self, o):
+        return self**o
+
+    def matmul(self, o):
+        return self @ o
+
+    def neg(self):
+        return -self
+
+    # ------------------------------------------------------------ elementwise math
+    def _float_op(self, name: str):
+        if not _is_float(self.data.dtype):
+            raise TypeError(f"{name}(): expected a floating point tensor, got dtype {self.data.dtype}")
+
+    def exp(self):
+        self._float_op("exp")
+        return ops.Exp.apply(self)
+
+    def log(self):
+        self._float_op("log")
+        return ops.Log.apply(self)
+
+    def sqrt(self):
+        self._float_op("sqrt")
+        return ops.Sqrt.apply(self)
+
+    def abs(self):
+        return ops.Abs.apply(self)
+
+    def clamp(self, min=None, max=None):  # noqa: A002 - torch's names
+        if min is None and max is None:
+            raise ValueError("clamp(): at least one of min and max must be given")
+        return ops.Clamp.apply(self, min, max)
+
+    clip = clamp
+
+    def relu(self):
+        from ..nn import functional as F
+
+        return F.relu(self)
+
+    def sigmoid(self):
+        from ..nn import functional as F
+
+        return F.sigmoid(self)
+
+    def tanh(self):
+        from ..nn import functional as F
+
+        return F.tanh(self)
+
+    def softmax(self, dim: int):
+        from ..nn import functional as F
+
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim: int):
+        from ..nn import functional as F
+
+        return F.log_softmax(self, dim)
+
+    # ------------------------------------------------------------ reductions
+    def sum(self, dim=None, keepdim: bool = False):
+        return ops.Sum.apply(self, dim, keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False):
+        self._float_op("mean")
+        return ops.Mean.apply(self, dim, keepdim)
+
+    def var(self, dim=None, keepdim: bool = False, unbiased: bool = True, correction=None):
+        self._float_op("var")
+        c = (1 if unbiased else 0) if correction is None else correction
+        return ops.Var.apply(self, dim, keepdim, c)
+
+    def std(self, dim=None, keepdim: bool = False, unbiased: bool = True):
+        return self.var(dim, keepdim, unbiased).sqrt()
+
+    def _maxmin(self, dim, keepdim, is_max):
+        out = ops.MaxMin.apply(self, dim, keepdim, is_max)
+        if dim is None:
+            return out
+        pick = np.argmax if is_max else np.argmin
+        idx = pick(self.data, axis=dim, keepdims=keepdim)
+        return MaxMinResult(out, Tensor._make(np.asarray(idx, dtype=np.int64), False))
+
+    def max(self, dim: int | None = None, keepdim: bool = False):
+        """Without ``dim``: the largest element. With ``dim``: ``(values, indices)`` along ``dim``."""
+        return self._maxmin(dim, keepdim, True)
+
+    def min(self, dim: int | None = None, keepdim: bool = False):
+        return self._maxmin(dim, keepdim, False)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return Tensor._make(np.asarray(np.argmax(self.data, axis=dim, keepdims=keepdim), dtype=np.int64), False)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return Tensor._make(np.asarray(np.argmin(self.data, axis=dim, keepdims=keepdim), dtype=np.int64), False)
+
+    # ------------------------------------------------------------ shapes
+    def reshape(self, *shape) -> Tensor:
+        shape = tuple(int(s) for s in _shape_arg(shape))
+        size = self.data.size
+        known = int(np.prod([s for s in shape if s != -1]))
+        if shape.count(-1) == 1 and known != 0 and size % known == 0:
+            shape = tuple(size // known if s == -1 else s for s in shape)
+        if -1 in shape or any(s < 0 for s in shape) or int(np.prod(shape)) != size:
+            raise ValueError(f"reshape(): shape {shape} is invalid for a tensor of shape {self.shape}")
+        return ops.Reshape.apply(self, shape)
+
+    view = reshape
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return self.reshape(other.shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = start_dim % self.ndim, end_dim % self.ndim
+        shape = self.shape[:s] + (int(np.prod(self.shape[s : e + 1])),) + self.shape[e + 1 :]
+        return ops.Reshape.apply(self, shape)
+
+    def permute(self, *dims) -> Tensor:
+        dims = _shape_arg(dims)
+        if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
+            raise ValueError(f"permute(): dims {dims} are not a permutation of the {self.ndim} dims of {self.shape}")
+        return ops.Permute.apply(self, tuple(d % self.ndim for d in dims))
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        axes = list(range(self.ndim))
+        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        return ops.Permute.apply(self, tuple(axes))
+
+    def squeeze(self, dim: int | None = None) -> Tensor:
+        if dim is None:
+            shape = tuple(s for s in self.shape if s != 1)
+        else:
+            d = dim % max(self.ndim, 1)
+            shape = self.shape if self.ndim == 0 or self.shape[d] != 1 else self.shape[:d] + self.shape[d + 1 :]
+        return ops.Reshape.apply(self, shape)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        d = dim % (self.ndim + 1)
+        return ops.Reshape.apply(self, self.shape[:d] + (1,) + self.shape[d:])
+
+    def expand(self, *sizes) -> Tensor:
+        sizes = _shape_arg(sizes)
+        lead = len(sizes) - self.ndim
+        shape = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
+        return ops.Expand.apply(self, shape)
+
+    def __getitem__(self, idx) -> Tensor:
+        return ops.GetItem.apply(self, _index(idx))
+
+
+Tensor.__module__ = "numcnn"
+
+
+def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+    """Make a Tensor. An ndarray keeps its dtype and is wrapped without a copy (so int64 labels stay int64);
+    Python floats become float32, Python ints int64, as in PyTorch."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+def _tensors(seq, name: str) -> list[Tensor]:
+    ts = [t if isinstance(t, Tensor) else Tensor(t) for t in seq]
+    if not ts:
+        raise ValueError(f"{name}(): expected a non-empty sequence of tensors")
+    dtypes = {t.dtype for t in ts}
+    if len(dtypes) > 1:
+        raise TypeError(f"{name}(): expected tensors of one dtype, got {sorted(str(d) for d in dtypes)}")
+    return ts
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    """Concatenate along an existing dim (``torch.cat``)."""
+    ts = _tensors(tensors, "cat")
+    ref = ts[0].shape
+    d = dim % len(ref)
+    for t in ts[1:]:
+        if t.ndim != len(ref) or t.shape[:d] + t.shape[d + 1 :] != ref[:d] + ref[d + 1 :]:
+            raise ValueError(f"cat(): sizes must match except in dim {dim}, got {ref} and {t.shape}")
+    return ops.Cat.apply(d, *ts)
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    """Stack along a new dim (``torch.stack``)."""
+    ts = _tensors(tensors, "stack")
+    for t in ts[1:]:
+        if t.shape != ts[0].shape:
+            raise ValueError(f"stack(): expected tensors of one shape, got {ts[0].shape} and {t.shape}")
+    return ops.Stack.apply(dim % (ts[0].ndim + 1), *ts)
+
+
+def where(condition, input, other) -> Tensor:  # noqa: A002
+    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    a = input if isinstance(input, Tensor) else Tensor(input)
+    pair = a._operands(other, "where")
+    return ops.Where.apply(cond.astype(bool), *pair)

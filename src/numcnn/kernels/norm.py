@@ -1,0 +1,261 @@
+"""Batch normalization and layer normalization kernels, forward and backward, PyTorch conventions.
+
+Statistics are reduced in the input's dtype (float32 stays float32). Variance is computed in two passes
+(mean first, then the sum of squared deviations), which avoids the cancellation of E[x^2] - E[x]^2.
+Per-channel work is broadcast, never looped over.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _as_acb(x_shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int]:
+    """Fold a batch-norm input shape into (A, C, B): A = reduced axes before the channel axis, B = after.
+
+    Exactly one axis may be kept (the channel axis); ``axes`` lists all the others.
+    """
+    ndim = len(x_shape)
+    reduced = sorted({a % ndim for a in axes})
+    kept = [a for a in range(ndim) if a not in reduced]
+    if len(kept) != 1 or len(reduced) != len(axes):
+        raise ValueError(
+            f"batch_norm: axes must name every axis but one (the channel axis) once, got axes={tuple(axes)} "
+            f"for an input of shape {tuple(x_shape)}"
+        )
+    c_axis = kept[0]
+    a = int(np.prod(x_shape[:c_axis], dtype=np.int64))
+    b = int(np.prod(x_shape[c_axis + 1 :], dtype=np.int64))
+    return a, x_shape[c_axis], b
+
+
+def _channel_sum(v3: np.ndarray) -> np.ndarray:
+    """Sum of an (A, C, B) array over A and B -> (C,)."""
+    return v3.sum(axis=(0, 2))
+
+
+def _channel_dot(u3: np.ndarray, v3: np.ndarray) -> np.ndarray:
+    """sum(u * v) over A and B of two (A, C, B) arrays -> (C,), without a full-size product temporary."""
+    return np.einsum("acb,acb->c", u3, v3)
+
+
+def batch_norm_train_forward(
+    x: np.ndarray,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    eps: float,
+    axes: tuple[int, ...],
+    *,
+    return_var: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """Training-mode batch normalization with the biased batch variance.
+
+    x: e.g. (N, C, H, W) with axes=(0, 2, 3), (N, C) with axes=(0,), (N, C, L) with axes=(0, 2).
+    gamma, beta: (C,) or None. Returns ``(y, mean, invstd)``: y like x, and (C,) vectors in x's dtype: the
+    batch mean and 1/sqrt(var + eps). With ``return_var=True`` returns ``(y, mean, invstd, var)``, adding the
+    biased variance that ``batch_norm_update_running`` needs, so the caller need not reduce x again
+    (recovering var from invstd would lose digits when var << eps).
+    Raises ValueError when a channel has a single value (PyTorch refuses that in training too).
+    """
+    shape3 = _as_acb(x.shape, axes)
+    a, c, b = shape3
+    n = a * b
+    if n <= 1:
+        raise ValueError(
+            f"batch_norm: expected more than 1 value per channel when training, got input shape {x.shape}"
+        )
+    f = x.dtype.type
+    x3 = x.reshape(shape3)
+    mean = _channel_sum(x3) / f(n)
+    y = x3 - mean[:, None]  # centred input, later scaled in place into the output
+    var = _channel_dot(y, y) / f(n)
+    invstd = f(1) / np.sqrt(var + f(eps))
+    scale = invstd if gamma is None else invstd * gamma.reshape(c)
+    y *= scale[:, None]
+    if beta is not None:
+        y += beta.reshape(c)[:, None]
+    if return_var:
+        return y.reshape(x.shape), mean, invstd, var
+    return y.reshape(x.shape), mean, invstd
+
+
+def batch_norm_update_running(
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    mean: np.ndarray,
+    var_biased: np.ndarray,
+    n: int,
+    momentum: float,
+) -> None:
+    """Update running statistics in place, PyTorch's way.
+
+    running = (1 - momentum) * running + momentum * batch, where the batch variance is made unbiased,
+    var * n / (n - 1), with n the number of values per channel. For ``momentum=None`` in the layer
+    (cumulative average) the caller passes momentum = 1 / num_batches_tracked.
+    """
+    f = running_mean.dtype.type
+    keep, take = f(1 - momentum), f(momentum)
+    running_mean *= keep
+    running_mean += take * mean
+    running_var *= keep
+    running_var += (take * f(n / (n - 1))) * var_biased
+
+
+def batch_norm_eval_forward(
+    x: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    eps: float,
+    axes: tuple[int, ...],
+) -> np.ndarray:
+    """Inference-mode batch normalization with fixed statistics: y = x * a + b, per channel.
+
+    a = gamma / sqrt(running_var + eps), b = beta - running_mean * a, as PyTorch's CPU kernel does.
+    running_mean, running_var, gamma, beta: (C,). Returns y like x.
+    """
+    shape3 = _as_acb(x.shape, axes)
+    f = x.dtype.type
+    scale = f(1) / np.sqrt(running_var + f(eps))
+    if gamma is not None:
+        scale *= gamma.reshape(-1)
+    shift = -running_mean * scale
+    if beta is not None:
+        shift += beta.reshape(-1)
+    y = x.reshape(shape3) * scale[:, None]
+    y += shift[:, None]
+    return y.reshape(x.shape)
+
+
+def batch_norm_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    mean: np.ndarray,
+    invstd: np.ndarray,
+    gamma: np.ndarray | None,
+    axes: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Training-mode gradient (the batch statistics depend on x).
+
+    dy, x: like the forward input; mean, invstd: (C,) from ``batch_norm_train_forward``; gamma: (C,) or None.
+    Returns ``(dx, dgamma, dbeta)``; dgamma is None when gamma is None; dbeta is always returned.
+    dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean) * invstd.
+    """
+    shape3 = _as_acb(x.shape, axes)
+    a, c, b = shape3
+    f = x.dtype.type
+    n = f(a * b)
+    dy3 = dy.reshape(shape3)
+    dbeta = _channel_sum(dy3)
+    xc = x.reshape(shape3) - mean[:, None]
+    dot = _channel_dot(dy3, xc)  # sum(dy * (x - mean))
+    dgamma = None if gamma is None else dot * invstd
+    k = invstd if gamma is None else invstd * gamma.reshape(c)
+    # dx = k * (dy - dbeta/n) - (k * invstd^2 * dot / n) * xc, built in the xc buffer.
+    xc *= (-k * invstd * invstd * dot / n)[:, None]
+    xc += (-k * dbeta / n)[:, None]
+    xc += dy3 * k[:, None]
+    return xc.reshape(x.shape), dgamma, dbeta
+
+
+def batch_norm_eval_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    gamma: np.ndarray | None,
+    eps: float,
+    axes: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Eval-mode gradient: the statistics are constants, so dx = dy * gamma / sqrt(running_var + eps).
+
+    Returns ``(dx, dgamma, dbeta)`` like ``batch_norm_backward`` (dgamma None when gamma is None).
+    """
+    shape3 = _as_acb(x.shape, axes)
+    f = x.dtype.type
+    invstd = f(1) / np.sqrt(running_var + f(eps))
+    dy3 = dy.reshape(shape3)
+    dbeta = _channel_sum(dy3)
+    if gamma is None:
+        return (dy3 * invstd[:, None]).reshape(x.shape), None, dbeta
+    xc = x.reshape(shape3) - running_mean[:, None]
+    dgamma = _channel_dot(dy3, xc) * invstd
+    dx = dy3 * (invstd * gamma.reshape(-1))[:, None]
+    return dx.reshape(x.shape), dgamma, dbeta
+
+
+def _rows(x_shape: tuple[int, ...], normalized_ndim: int) -> tuple[int, int]:
+    if not 1 <= normalized_ndim <= len(x_shape):
+        raise ValueError(
+            f"layer_norm: normalized_ndim must be in 1..{len(x_shape)} for input shape {tuple(x_shape)}, "
+            f"got {normalized_ndim}"
+        )
+    k = int(np.prod(x_shape[len(x_shape) - normalized_ndim :], dtype=np.int64))
+    m = int(np.prod(x_shape[: len(x_shape) - normalized_ndim], dtype=np.int64))
+    return m, k
+
+
+def layer_norm_forward(
+    x: np.ndarray,
+    normalized_ndim: int,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Layer normalization over the last ``normalized_ndim`` axes (biased variance).
+
+    x: (*batch, *normalized); gamma, beta: normalized shape or None. Returns ``(y, mean, invstd)``: y like x,
+    mean and invstd shaped (*batch, 1, ..., 1) (as torch.native_layer_norm), all in x's dtype.
+    """
+    m, k = _rows(x.shape, normalized_ndim)
+    f = x.dtype.type
+    stat_shape = x.shape[: x.ndim - normalized_ndim] + (1,) * normalized_ndim
+    x2 = x.reshape(m, k)
+    mean = x2.sum(axis=1, keepdims=True) / f(k)
+    y = x2 - mean
+    var = np.vecdot(y, y)[:, None] / f(k)
+    invstd = f(1) / np.sqrt(var + f(eps))
+    y *= invstd
+    if gamma is not None:
+        y *= gamma.reshape(k)
+    if beta is not None:
+        y += beta.reshape(k)
+    return y.reshape(x.shape), mean.reshape(stat_shape), invstd.reshape(stat_shape)
+
+
+def layer_norm_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    mean: np.ndarray,
+    invstd: np.ndarray,
+    gamma: np.ndarray | None,
+    normalized_ndim: int,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Gradient of ``layer_norm_forward``.
+
+    Returns ``(dx, dgamma, dbeta)``: dx like x; dgamma, dbeta in the normalized shape (dgamma None when
+    gamma is None; dbeta is always returned). With g = dy * gamma and xhat = (x - mean) * invstd:
+    dx = invstd * (g - mean(g) - xhat * mean(g * xhat)), means over the normalized axes.
+    """
+    m, k = _rows(x.shape, normalized_ndim)
+    f = x.dtype.type
+    norm_shape = x.shape[x.ndim - normalized_ndim :]
+    dy2 = dy.reshape(m, k)
+    mean2, invstd2 = mean.reshape(m, 1), invstd.reshape(m, 1)
+    xhat = x.reshape(m, k) - mean2
+    xhat *= invstd2
+    dbeta = dy2.sum(axis=0).reshape(norm_shape)
+    dgamma = None
+    g = dy2
+    if gamma is not None:
+        dgamma = np.einsum("mk,mk->k", dy2, xhat).reshape(norm_shape)
+        g = dy2 * gamma.reshape(k)
+    g_mean = g.sum(axis=1, keepdims=True) / f(k)
+    gx_mean = np.vecdot(g, xhat)[:, None] / f(k)
+    # xhat * mean(g * xhat) + mean(g), then g minus that, all in the xhat buffer.
+    xhat *= gx_mean
+    xhat += g_mean
+    np.subtract(g, xhat, out=xhat)
+    xhat *= invstd2
+    return xhat.reshape(x.shape), dgamma, dbeta

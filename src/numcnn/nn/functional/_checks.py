@@ -1,0 +1,43 @@
+"""Validation at the boundary: a bad argument is refused here, with the function's name, what it expected and
+what it got, never as a NumPy error from deep inside a kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...autograd.tensor import Tensor
+
+
+def as_tuple(value, n: int, fn: str, name: str, minimum: int | None = None) -> tuple[int, ...]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        out = (int(value),) * n
+    elif isinstance(value, (tuple, list)) and len(value) == n and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
+    ):
+        out = tuple(int(v) for v in value)
+    else:
+        raise TypeError(f"{fn}: expected {name} to be an int or a tuple of {n} ints, got {value!r}")
+    if minimum is not None and any(v < minimum for v in out):
+        raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value!r}")
+    return out
+
+
+def check_tensor(x, fn: str, name: str = "input", ndims: tuple[int, ...] | None = None, floating: bool = True):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{fn}: expected {name} to be a numcnn Tensor, got {type(x).__name__}")
+    if floating and x.dtype.kind != "f":
+        raise TypeError(
+            f"{fn}: expected {name} to be a floating point tensor, got dtype {x.dtype} (call .float() on it)"
+        )
+    if ndims is not None and x.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise ValueError(f"{fn}: expected {name} to be {want}, got shape {tuple(x.shape)}")
+    return x
+
+
+def check_same_dtype(x: Tensor, w: Tensor | None, fn: str, wname: str = "weight") -> None:
+    if w is not None and x.dtype != w.dtype:
+        raise TypeError(
+            f"{fn}: input dtype {x.dtype} does not match {wname} dtype {w.dtype}; numcnn never upcasts silently: "
+            f"call .float() on the input (or .to({x.dtype}) on the module)"
+        )

@@ -1,0 +1,14 @@
+"""Optimizers and learning-rate schedulers with PyTorch's update rules, defaults and state_dict layout.
+
+Works on any parameter object with ``.data`` (ndarray, updated in place) and ``.grad``
+(None or an object whose ``.data`` is an ndarray); imports nothing else from numcnn.
+"""
+
+from . import lr_scheduler
+from .adagrad import Adagrad
+from .adam import Adam, AdamW
+from .optimizer import Optimizer
+from .rmsprop import RMSprop
+from .sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "lr_scheduler"]
