@@ -2,6 +2,8 @@
 
 import numpy as _np
 
+__version__ = "0.1.0"
+
 from ._config import get_num_threads, manual_seed, set_num_threads
 from .autograd import Tensor, cat, enable_grad, is_grad_enabled, no_grad, stack, tensor, where
 from .autograd.creation import arange, empty, full, ones, ones_like, rand, randint, randn, zeros, zeros_like
@@ -18,8 +20,6 @@ double = float64
 long = int64
 
 from . import nn, optim, utils  # noqa: E402  (they import the names above)
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "arange", "cat", "empty", "enable_grad", "full", "get_num_threads", "is_grad_enabled", "load",

@@ -43,7 +43,7 @@ def save(state_dict: Mapping, path: str | os.PathLike, metadata: Mapping[str, st
         arr = v.data if isinstance(v, Tensor) else v
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"save(): value of {k!r} must be a Tensor or ndarray, got {type(v).__name__}")
-        arrays[k] = np.ascontiguousarray(arr)
+        arrays[k] = np.asarray(arr, order="C")  # (ascontiguousarray would turn 0-d into 1-d)
     atomic_write(path, st_save(arrays, metadata=dict(metadata) if metadata else None))
 
 

@@ -255,8 +255,8 @@ def conv2d_backward_weight(
     """Gradient of sum(dy * conv2d_forward(x, w)) with respect to w.
 
     dy: (N, K, Ho, Wo); x: (N, C, H, W), or None when ``cols`` is given; w_shape: (K, C//groups, R, S).
-    Returns dw: w_shape with dy's dtype. im2col: dW = dY @ cols^T per group; ``cols`` (the forward's column matrix of x, from
-    ``return_cols``) skips rebuilding it. It is ignored by the naive algorithm.
+    Returns dw: w_shape with dy's dtype. im2col: dW = dY @ cols^T per group; ``cols`` (the forward's
+    column matrix of x, from ``return_cols``) skips rebuilding it. It is ignored by the naive algorithm.
     """
     _check_algorithm(algorithm)
     w_shape = tuple(w_shape)
