@@ -1,0 +1,92 @@
+"""Callbacks for :func:`numcnn.training.fit`: full checkpoints for resume, best-model weights, early stopping."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..serialization import save
+from .checkpoint import save_checkpoint
+
+
+class Callback:
+    """Hooks called by ``fit``. ``run`` is the :class:`~numcnn.training.loop.Run` being trained (model, optimizer,
+    scheduler, history, epoch, ``stop`` flag)."""
+
+    def on_train_begin(self, run) -> None:
+        pass
+
+    def on_epoch_end(self, run, record: dict) -> None:
+        pass
+
+    def on_train_end(self, run) -> None:
+        pass
+
+
+class Checkpoint(Callback):
+    """Write a full checkpoint (model, optimizer, scheduler, RNG states, epoch, history) every ``every`` epochs,
+    replacing the previous one atomically; :func:`numcnn.training.resume` continues from it."""
+
+    def __init__(self, folder, every: int = 1, extra: dict | None = None):
+        self.folder, self.every, self.extra = Path(folder), every, extra
+
+    def on_epoch_end(self, run, record: dict) -> None:
+        if run.epoch % self.every == 0 or run.stop or run.epoch == run.epochs:
+            save_checkpoint(self.folder, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
+                            epoch=run.epoch, history=run.history, train_loader=run.train_loader, extra=self.extra)
+
+
+def _improved(value, best, mode: str, min_delta: float) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+class _Monitor(Callback):
+    def __init__(self, monitor: str, mode: str | None):
+        from .history import FIELDS
+
+        if monitor not in FIELDS:
+            raise ValueError(f"{type(self).__name__}: cannot monitor {monitor!r}; choose one of {', '.join(FIELDS)}")
+        self.monitor = monitor
+        self.mode = mode or ("min" if monitor.endswith("loss") else "max")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"{type(self).__name__}: mode must be 'min' or 'max', got {mode!r}")
+        self.best = None
+        self.best_epoch = None
+
+
+class BestCheckpoint(_Monitor):
+    """Save the model's weights (safetensors) whenever ``monitor`` improves."""
+
+    def __init__(self, path, monitor: str = "val_accuracy", mode: str | None = None, min_delta: float = 0.0):
+        super().__init__(monitor, mode)
+        self.path, self.min_delta = Path(path), min_delta
+
+    def on_epoch_end(self, run, record: dict) -> None:
+        value = record.get(self.monitor)
+        if _improved(value, self.best, self.mode, self.min_delta):
+            self.best, self.best_epoch = value, run.epoch
+            save(run.model.state_dict(), self.path, metadata={"epoch": str(run.epoch), self.monitor: repr(value)})
+
+
+class EarlyStopping(_Monitor):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 3, mode: str | None = None, min_delta: float = 0.0):
+        super().__init__(monitor, mode)
+        self.patience, self.min_delta = patience, min_delta
+        self.wait = 0
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, run, record: dict) -> None:
+        value = record.get(self.monitor)
+        if _improved(value, self.best, self.mode, self.min_delta):
+            self.best, self.best_epoch, self.wait = value, run.epoch, 0
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                run.stop = True
+                self.stopped_epoch = run.epoch

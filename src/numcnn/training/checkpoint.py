@@ -1,0 +1,186 @@
+"""Checkpoints that resume a run bit for bit.
+
+A checkpoint is a folder: ``model.safetensors`` (weights and buffers), ``optimizer.safetensors`` (the optimizer's
+per-parameter arrays, e.g. Adam's moments) and ``state.json`` (epoch, history, optimizer hyper-parameters and
+step counts, scheduler state, random-generator states). Each file goes through the one atomic-write helper; the
+folder is written beside the old one and swapped in by rename, so a crash at any point leaves either the old or
+the new checkpoint whole, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .. import _config
+from ..serialization import atomic_write, load, save
+
+FORMAT = "numcnn-checkpoint/1"
+
+
+def _encode(v):
+    """Plain JSON for scheduler/optimizer state: tuples and Counters are tagged so they come back as such."""
+    if isinstance(v, Counter):
+        return {"__counter__": [[_encode(k), n] for k, n in v.items()]}
+    if isinstance(v, tuple):
+        return {"__tuple__": [_encode(x) for x in v]}
+    if isinstance(v, dict):
+        return {str(k): _encode(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_encode(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        raise TypeError("checkpoint: arrays belong in safetensors, not in state.json")
+    return v
+
+
+def _decode(v):
+    if isinstance(v, dict):
+        if set(v) == {"__counter__"}:
+            return Counter({_decode(k): n for k, n in v["__counter__"]})
+        if set(v) == {"__tuple__"}:
+            return tuple(_decode(x) for x in v["__tuple__"])
+        return {k: _decode(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_decode(x) for x in v]
+    return v
+
+
+def _split_optimizer(sd: dict) -> tuple[dict, dict]:
+    """Optimizer state_dict -> (arrays for safetensors, the rest for JSON)."""
+    arrays, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        scalars[str(idx)] = {}
+        for name, v in st.items():
+            if isinstance(v, np.ndarray):
+                arrays[f"{idx}.{name}"] = v
+            else:
+                scalars[str(idx)][name] = _encode(v)
+    return arrays, {"state": scalars, "param_groups": _encode(sd["param_groups"])}
+
+
+def _join_optimizer(arrays: dict, meta: dict) -> dict:
+    state: dict = {int(i): dict(_decode(st)) for i, st in meta["state"].items()}
+    for key, t in arrays.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = t.numpy()
+    return {"state": state, "param_groups": _decode(meta["param_groups"])}
+
+
+def _generator_state(g: np.random.Generator | None):
+    return None if g is None else g.bit_generator.state
+
+
+def _set_generator_state(g: np.random.Generator | None, state) -> None:
+    if g is not None and state is not None:
+        g.bit_generator.state = state
+
+
+def _loader_rngs(loader) -> list:
+    """The generators a DataLoader draws from (shuffling and random transforms)."""
+    if loader is None:
+        return []
+    return [getattr(loader, "generator", None), getattr(loader, "_transform_rng", None)]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(folder, *, model, optimizer=None, scheduler=None, epoch: int, history=None, train_loader=None,
+                    extra: dict | None = None) -> Path:
+    """Write the checkpoint folder ``folder`` (replacing a previous one atomically)."""
+    folder = Path(folder)
+    parent = folder.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{folder.name}.tmp"
+    old = parent / f".{folder.name}.old"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save(model.state_dict(), tmp / "model.safetensors")
+    state = {
+        "format": FORMAT,
+        "numcnn_version": __version__,
+        "epoch": int(epoch),
+        "history": history.to_dict() if history is not None else None,
+        "rng": {"numcnn": _generator_state(_config.default_generator()),
+                "loader": [_generator_state(g) for g in _loader_rngs(train_loader)]},
+        "scheduler": _encode(scheduler.state_dict()) if scheduler is not None else None,
+        "extra": extra or {},
+    }
+    if optimizer is not None:
+        arrays, meta = _split_optimizer(optimizer.state_dict())
+        save(arrays, tmp / "optimizer.safetensors")
+        state["optimizer"] = meta
+    atomic_write(tmp / "state.json", json.dumps(state, indent=1).encode())
+    _fsync_dir(tmp)
+    # Swap: the old folder moves aside, the new one takes its name, then the old one goes.
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    _fsync_dir(parent)
+    if old.exists():
+        shutil.rmtree(old)
+    return folder
+
+
+def _locate(folder: Path) -> Path:
+    if (folder / "state.json").exists():
+        return folder
+    old = folder.parent / f".{folder.name}.old"
+    if (old / "state.json").exists():  # a crash between the two renames of save_checkpoint
+        return old
+    raise FileNotFoundError(f"{folder}: no checkpoint here (expected {folder / 'state.json'})")
+
+
+def read_checkpoint(folder) -> dict:
+    """The checkpoint's state.json (decoded), its model arrays and optimizer arrays."""
+    folder = _locate(Path(folder))
+    try:
+        state = json.loads((folder / "state.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{folder / 'state.json'}: not a valid checkpoint file ({e})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{folder / 'state.json'}: not a numcnn checkpoint (format {state.get('format')!r}, "
+                         f"expected {FORMAT!r})" if isinstance(state, dict) else f"{folder}: not a checkpoint")
+    state["model"] = load(folder / "model.safetensors")
+    if "optimizer" in state:
+        state["optimizer_arrays"] = load(folder / "optimizer.safetensors")
+    return state
+
+
+def load_checkpoint(folder, *, model, optimizer=None, scheduler=None, train_loader=None):
+    """Restore everything :func:`save_checkpoint` wrote; returns ``(epoch, history)``."""
+    from .history import History
+
+    state = read_checkpoint(folder)
+    model.load_state_dict(state["model"])
+    if optimizer is not None:
+        if "optimizer" not in state:
+            raise ValueError(f"{folder}: the checkpoint has no optimizer state")
+        optimizer.load_state_dict(_join_optimizer(state["optimizer_arrays"], state["optimizer"]))
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(_decode(state["scheduler"]))
+    rng = state.get("rng") or {}
+    _set_generator_state(_config.default_generator(), rng.get("numcnn"))
+    for g, s in zip(_loader_rngs(train_loader), rng.get("loader") or []):
+        _set_generator_state(g, s)
+    history = History.from_dict(state["history"]) if state.get("history") else History()
+    return state["epoch"], history
