@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from .. import _config
+from .. import __version__, _config
 from ..serialization import atomic_write, load, save
 
 FORMAT = "numcnn-checkpoint/1"

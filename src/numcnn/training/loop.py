@@ -107,7 +107,8 @@ def _train_epoch(run: Run, per_batch: bool, verbose: bool) -> dict:
     loss_sum = 0.0
     lr = opt.param_groups[0]["lr"]
     try:
-        for run.batch, (x, y) in enumerate(run.train_loader, 1):
+        for batch, (x, y) in enumerate(run.train_loader, 1):
+            run.batch = batch
             x, y = _as_batch(x), _as_batch(y)
             lr = opt.param_groups[0]["lr"]
             out = model(x)
