@@ -11,6 +11,34 @@ import math
 
 import numpy as np
 
+_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _where(cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.where(cond, a, b)`` for float arrays of one dtype, selected with bit masks.
+
+    np.where branches per element, and on an unpredictable mix such as an activation's sign pattern it
+    runs several times slower than an arithmetic pass; this stays exact (NaN and -0.0 included).
+    """
+    uint = _UINT[a.dtype.itemsize]
+    mask = cond.astype(uint)
+    np.negative(mask, out=mask)  # all ones where cond, zero elsewhere
+    out = np.bitwise_and(mask, a.view(uint))
+    np.invert(mask, out=mask)
+    mask &= b.view(uint)
+    out |= mask
+    return out.view(a.dtype)
+
+
+def _zero_where(cond: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``np.where(cond, 0, a)`` for a float array, branch-free like ``_where``."""
+    uint = _UINT[a.dtype.itemsize]
+    mask = cond.astype(uint)
+    mask -= uint(1)  # zero where cond, all ones elsewhere
+    mask &= a.view(uint)
+    return mask.view(a.dtype)
+
+
 # ---------------------------------------------------------------------------------------------------
 # ReLU family
 # ---------------------------------------------------------------------------------------------------
@@ -22,31 +50,44 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dy where y > 0, else 0 (PyTorch's ``threshold_backward``: zero where y <= 0)."""
-    return np.where(y <= 0, dy.dtype.type(0), dy)
+    """dy where y > 0, else 0 (PyTorch's ``threshold_backward``: zero where y <= 0, even a NaN dy)."""
+    return _zero_where(y <= 0, dy)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """x if x > 0 else negative_slope * x."""
-    return np.where(x > 0, x, x * x.dtype.type(negative_slope))
+    scaled = x * x.dtype.type(negative_slope)
+    # For slope <= 1 the larger of x and slope*x is the right branch on both sides of 0; for slope > 1
+    # the smaller one is. Either way one arithmetic pass, NaN-propagating.
+    if negative_slope <= 1:
+        return np.maximum(x, scaled, out=scaled)
+    return np.minimum(x, scaled, out=scaled)
 
 
 def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """dy if x > 0 else negative_slope * dy."""
-    return np.where(x > 0, dy, dy * dy.dtype.type(negative_slope))
+    return _where(x > 0, dy, dy * dy.dtype.type(negative_slope))
 
 
 def elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     """x if x > 0 else alpha * (exp(x) - 1), with expm1 for accuracy near 0."""
-    # expm1 only ever sees x <= 0, so large positive inputs cannot overflow.
-    neg = np.expm1(np.minimum(x, x.dtype.type(0)))
-    neg *= x.dtype.type(alpha)
-    return np.where(x > 0, x, neg)
+    f = x.dtype.type
+    # max(x, 0) + alpha * expm1(min(x, 0)): one side is exactly 0 on each side of the kink, and expm1
+    # never sees a positive argument, so nothing overflows.
+    neg = np.minimum(x, f(0))
+    np.expm1(neg, out=neg)
+    neg *= f(alpha)
+    neg += np.maximum(x, f(0))
+    return neg
 
 
 def elu_backward(dy: np.ndarray, x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     """dy if x > 0 else dy * alpha * exp(x), where alpha * exp(x) = y + alpha is read off the output."""
-    return np.where(x > 0, dy, dy * (y + y.dtype.type(alpha)))
+    f = y.dtype.type
+    neg = np.minimum(y, f(0))  # keeps the unused x > 0 branch finite
+    neg += f(alpha)
+    neg *= dy
+    return _where(x > 0, dy, neg)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -63,7 +104,8 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     np.negative(e, out=e)
     np.exp(e, out=e)
     den = e + x.dtype.type(1)
-    num = np.where(x >= 0, x.dtype.type(1), e)
+    # numerator: 1 where x >= 0, else e; as e <= 1 that is max(e, x >= 0), a branch-free select
+    num = np.maximum(e, x >= 0, out=e)
     num /= den
     return num
 
@@ -152,57 +194,60 @@ def _poly(coeffs: tuple[float, ...], t: np.ndarray) -> np.ndarray:
     return acc
 
 
-def _erf_abs(a: np.ndarray, k: dict) -> np.ndarray:
-    """erf(a) for a = |x| >= 0 (1-D, no NaN), in a's dtype, with the coefficient set k."""
+def _erf_region(a: np.ndarray, region: int, k: dict) -> np.ndarray:
+    """erf(a) for a = |x| (1-D) all inside one region: 0 [0, 0.84375), 1 [0.84375, 1.25),
+    2 [1.25, 1/0.35), 3 [1/0.35, inf]."""
     f = a.dtype.type
-    out = np.empty_like(a)
-
-    small = a < 0.84375
-    t = a[small]
-    z = t * t
-    out[small] = t + t * (_poly(k["pp"], z) / _poly(k["qq"], z))
-
-    mid = ~small & (a < 1.25)
-    s = a[mid] - f(1)
-    out[mid] = f(k["erx"]) + _poly(k["pa"], s) / _poly(k["qa"], s)
-
-    big = a >= k["one_above"]
-    out[big] = f(1)
-
-    tail = ~(small | mid | big)
-    t = a[tail]
+    if region == 0:
+        z = a * a
+        return a + a * (_poly(k["pp"], z) / _poly(k["qq"], z))
+    if region == 1:
+        s = a - f(1)
+        return f(k["erx"]) + _poly(k["pa"], s) / _poly(k["qa"], s)
+    # Beyond one_above erf rounds to 1 in this precision; clamping keeps 1/a^2 inside the fitted range.
+    t = np.minimum(a, f(k["one_above"]))
     s = f(1) / (t * t)
-    lower = t < k["split"]
-    r_over_s = np.where(lower, _poly(k["ra"], s) / _poly(k["sa"], s), _poly(k["rb"], s) / _poly(k["sb"], s))
-    # exp(-t^2) = exp(-z^2) * exp((z - t)(z + t)) with z = t rounded to half the bits: z^2 is exact,
+    if region == 2:
+        r_over_s = _poly(k["ra"], s) / _poly(k["sa"], s)
+    else:
+        r_over_s = _poly(k["rb"], s) / _poly(k["sb"], s)
+    # exp(-t^2) = exp(-z^2) * exp((z - t)(z + t)) with z = t cut to half its significand: z^2 is exact,
     # so the large exponent loses no accuracy.
     z = (t.view(k["uint"]) & k["uint"](k["hi_mask"])).view(a.dtype)
-    r = np.exp(-z * z - f(0.5625)) * np.exp((z - t) * (z + t) + r_over_s)
-    out[tail] = f(1) - r / t
-    return out
+    r = np.exp(-z * z - f(0.5625))
+    r *= np.exp((z - t) * (z + t) + r_over_s)
+    r /= t
+    return f(1) - r
 
 
 def erf(x: np.ndarray) -> np.ndarray:
     """Error function, elementwise, in x's dtype (float32 or float64; float16 is computed in float32).
 
-    Accuracy: about 1 ulp in float32 and ~1e-16 relative in float64 (fdlibm's rational approximations).
+    Accuracy: within 1 ulp in float32 and about 1 ulp in float64 (fdlibm's rational approximations).
     erf(+-inf) = +-1, erf(nan) = nan.
     """
     x = np.asarray(x)
     if x.dtype == np.float64:
-        k, work = _ERF64, x
+        k = _ERF64
     elif x.dtype == np.float32:
-        k, work = _ERF32, x
+        k = _ERF32
     elif x.dtype == np.float16:
         return erf(x.astype(np.float32)).astype(np.float16)
     else:
         raise TypeError(f"erf: expected a float16/32/64 array, got dtype {x.dtype}")
-    flat = work.reshape(-1)
-    a = np.abs(flat)
-    finite = ~np.isnan(a)
-    out = np.full_like(flat, np.nan)
-    out[finite] = _erf_abs(a[finite], k)
-    np.copysign(out, flat, out=out)
+    a = np.abs(x.reshape(-1))
+    # Region number 0..3 per element (NaN compares false everywhere: region 0, where it propagates).
+    region = (a >= 0.84375).view(np.uint8)
+    region += a >= 1.25
+    region += a >= k["split"]
+    out = np.empty_like(a)
+    # Gather each region with integer indices: boolean masks and np.where branch per element and are
+    # several times slower on mixed-region data.
+    for r in range(4):
+        idx = np.flatnonzero(region == r)
+        if idx.size:
+            out.put(idx, _erf_region(a.take(idx), r, k))
+    np.copysign(out, x.reshape(-1), out=out)
     return out.reshape(x.shape)
 
 
@@ -214,11 +259,24 @@ _SQRT1_2 = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _TANH_BETA = math.sqrt(2.0 / math.pi)
 _TANH_KAPPA = 0.044715
+_GELU_CLIP = 1e10  # beyond this every GELU term has saturated, in float32 and float64 alike
 
 
 def _check_approximate(approximate: str) -> None:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def _tanh_inner(xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """tanh(sqrt(2/pi) * (x + 0.044715 x^3)) and x^2, for the (clipped) input xc."""
+    f = xc.dtype.type
+    x_sq = xc * xc
+    th = x_sq * f(_TANH_KAPPA)
+    th += f(1)
+    th *= xc
+    th *= f(_TANH_BETA)
+    np.tanh(th, out=th)
+    return th, x_sq
 
 
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
@@ -228,8 +286,8 @@ def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
     if approximate == "none":
         cdf = erf(x * f(_SQRT1_2))
     else:
-        with np.errstate(over="ignore"):  # x**3 overflows to inf for huge |x|; tanh(inf) = 1 is right
-            cdf = np.tanh(f(_TANH_BETA) * (x + f(_TANH_KAPPA) * x * x * x))
+        # Clipping keeps x^3 finite and changes nothing: tanh has saturated long before.
+        cdf, _ = _tanh_inner(np.clip(x, f(-_GELU_CLIP), f(_GELU_CLIP)))
     cdf += f(1)
     cdf *= f(0.5)
     cdf *= x
@@ -240,25 +298,32 @@ def gelu_backward(dy: np.ndarray, x: np.ndarray, approximate: str = "none") -> n
     """Gradient of ``gelu``: dy * (Phi(x) + x * phi(x)), or the derivative of the tanh form."""
     _check_approximate(approximate)
     f = x.dtype.type
+    xc = np.clip(x, f(-_GELU_CLIP), f(_GELU_CLIP))  # squares stay finite; see gelu
     if approximate == "none":
-        cdf = erf(x * f(_SQRT1_2))
-        cdf += f(1)
-        cdf *= f(0.5)
-        with np.errstate(over="ignore"):  # x*x = inf for huge |x| gives pdf 0, which is right
-            pdf = np.exp(f(-0.5) * x * x)
+        grad = erf(x * f(_SQRT1_2))
+        grad += f(1)
+        grad *= f(0.5)
+        pdf = np.multiply(xc, xc, out=xc)
+        pdf *= f(-0.5)
+        np.exp(pdf, out=pdf)
         pdf *= f(_INV_SQRT_2PI)
         pdf *= x
-        cdf += pdf
-        cdf *= dy
-        return cdf
-    with np.errstate(over="ignore"):
-        x_sq = x * x
-        inner = f(_TANH_BETA) * (x + f(_TANH_KAPPA) * x_sq * x)
-    th = np.tanh(inner)
-    left_derivative = f(0.5) * (f(1) + th)
-    with np.errstate(over="ignore", invalid="ignore"):
-        right_derivative = (f(0.5) * x) * (f(1) - th * th) * f(_TANH_BETA)
-        right_derivative *= f(1) + f(3 * _TANH_KAPPA) * x_sq
-    # For huge |x|, 0 * inf appears above; the true derivative there is 0 (x < 0) or 1 (x > 0).
-    right_derivative = np.where(np.isfinite(x_sq), right_derivative, f(0))
-    return dy * (left_derivative + right_derivative)
+        grad += pdf
+        grad *= dy
+        return grad
+    # d/dx [0.5 x (1 + th)] = 0.5 (1 + th) + 0.5 x (1 - th^2) * beta * (1 + 3 kappa x^2)
+    #                       = 0.5 (1 + th) * (1 + beta * x * (1 - th) * (1 + 3 kappa x^2)),
+    # and (1 - th)(1 + th) keeps the digits that 1 - th^2 loses where th is near -1 or 1.
+    th, x_sq = _tanh_inner(xc)
+    one_plus = th + f(1)
+    factor = np.subtract(f(1), th, out=th)
+    x_sq *= f(3 * _TANH_KAPPA)
+    x_sq += f(1)
+    factor *= x_sq
+    factor *= xc
+    factor *= f(_TANH_BETA)
+    factor += f(1)
+    factor *= one_plus
+    factor *= f(0.5)
+    factor *= dy
+    return factor

@@ -152,10 +152,11 @@ def batch_norm_backward(
     dot = _channel_dot(dy3, xc)  # sum(dy * (x - mean))
     dgamma = None if gamma is None else dot * invstd
     k = invstd if gamma is None else invstd * gamma.reshape(c)
-    # dx = k * (dy - dbeta/n) - (k * invstd^2 * dot / n) * xc, built in the xc buffer.
-    xc *= (-k * invstd * invstd * dot / n)[:, None]
-    xc += (-k * dbeta / n)[:, None]
-    xc += dy3 * k[:, None]
+    # dx = k * (dy - dbeta / n - xc * invstd^2 * dot / n), built in place in the xc buffer.
+    xc *= (-invstd * invstd * dot / n)[:, None]
+    xc -= (dbeta / n)[:, None]
+    xc += dy3
+    xc *= k[:, None]
     return xc.reshape(x.shape), dgamma, dbeta
 
 

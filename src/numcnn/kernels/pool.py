@@ -76,18 +76,14 @@ def _geometry(
     dilation: IntPair,
     ceil_mode: bool,
 ) -> tuple[IntPair, IntPair]:
-    """Output size (Ho, Wo) and the padded plane size that holds every window."""
-    h, w = x_shape[-2:]
-    out = tuple(
-        pool_output_size(n, k, s, p, d, ceil_mode)
-        for n, k, s, p, d in zip((h, w), kernel_size, stride, padding, dilation, strict=True)
-    )
-    # With ceil_mode the last window may reach past the right padding; pad far enough to slice it.
-    padded = tuple(
-        max(n + 2 * p, (o - 1) * s + d * (k - 1) + 1)
-        for n, o, k, s, p, d in zip((h, w), out, kernel_size, stride, padding, dilation, strict=True)
-    )
-    return out, padded  # type: ignore[return-value]
+    """Output size (Ho, Wo) and the padded plane size (Hp, Wp) that holds every window."""
+    out, padded = [], []
+    for n, k, s, p, d in zip(x_shape[-2:], kernel_size, stride, padding, dilation, strict=True):
+        o = pool_output_size(n, k, s, p, d, ceil_mode)
+        out.append(o)
+        # With ceil_mode the last window may reach past the right padding; pad far enough to slice it.
+        padded.append(max(n + 2 * p, (o - 1) * s + d * (k - 1) + 1))
+    return (out[0], out[1]), (padded[0], padded[1])
 
 
 def max_pool2d_forward(

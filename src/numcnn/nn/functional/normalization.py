@@ -10,11 +10,11 @@ from ._checks import check_same_dtype, check_tensor
 
 class _BatchNormTrain(Function):
     @staticmethod
-    def forward(ctx, x, w, b, eps, axes):
-        y, mean, invstd = K.batch_norm_train_forward(x, w, b, eps, axes)
+    def forward(ctx, x, w, b, eps, axes, stats):
+        y, mean, invstd, var = K.batch_norm_train_forward(x, w, b, eps, axes, return_var=True)
         ctx.save_for_backward(x, mean, invstd, w)
         ctx.axes = axes
-        ctx.mean, ctx.invstd = mean, invstd
+        stats.extend((mean, var))  # the batch statistics, for the running averages
         return y
 
     @staticmethod
@@ -65,11 +65,10 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         if n <= 1:
             raise ValueError(f"{fn}: expected more than 1 value per channel when training, got input shape "
                              f"{tuple(input.shape)}")
-        y = _BatchNormTrain.apply(input, weight, bias, float(eps), axes)
+        stats: list = []
+        y = _BatchNormTrain.apply(input, weight, bias, float(eps), axes, stats)
         if running_mean is not None and running_var is not None:
-            x = input.data
-            mean = x.mean(axis=axes)
-            var = x.var(axis=axes)
+            mean, var = stats
             K.batch_norm_update_running(running_mean.data, running_var.data, mean, var, n, float(momentum))
         return y
     if running_mean is None or running_var is None:
