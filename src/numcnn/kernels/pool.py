@@ -155,10 +155,16 @@ def max_pool2d_backward(dy: np.ndarray, indices: np.ndarray, x_shape: tuple[int,
     _check_4d(x_shape, "max_pool2d_backward")
     n, c, h, w = x_shape
     plane = h * w
-    flat = indices.reshape(n * c, -1) + (np.arange(n * c, dtype=np.int64) * plane)[:, None]
+    idx = indices.reshape(n * c, -1)
+    flat = idx + (np.arange(n * c, dtype=np.int64) * plane)[:, None]
     dx = np.zeros(n * c * plane, dtype=dy.dtype)
+    g = dy.reshape(n * c, -1)
+    inside = (idx >= 0) & (idx < plane)
+    if not inside.all():
+        # A dilated window lying wholly in the padding has no input element (its max is -inf): no gradient.
+        flat, g = flat[inside], g[inside]
     # ufunc.at accumulates repeated indices (unlike fancy assignment) and stays in dy's dtype.
-    np.add.at(dx, flat.ravel(), dy.reshape(-1))
+    np.add.at(dx, flat.ravel(), g.reshape(-1))
     return dx.reshape(x_shape)
 
 

@@ -43,6 +43,8 @@ def l2_penalty(parameters, weight_decay: float, biases: bool = True) -> Tensor:
     """The textbook L2 term 0.5 * lambda * sum ||W||^2 over ``parameters`` (a Module or an iterable). Add it
     to the loss; ``biases=False`` skips 1-D parameters (biases, norm scales)."""
     ps = [p for p in _params(parameters) if biases or p.ndim > 1]
+    if not ps:
+        return Tensor(np.zeros((), dtype=np.float32))
     total = sum((p * p).sum() for p in ps)
     return total * (0.5 * weight_decay)
 
@@ -50,6 +52,8 @@ def l2_penalty(parameters, weight_decay: float, biases: bool = True) -> Tensor:
 def l1_penalty(parameters, weight_decay: float, biases: bool = True) -> Tensor:
     """The L1 term lambda * sum |W| over ``parameters``; its gradient is lambda * sign(W)."""
     ps = [p for p in _params(parameters) if biases or p.ndim > 1]
+    if not ps:
+        return Tensor(np.zeros((), dtype=np.float32))
     total = sum(p.abs().sum() for p in ps)
     return total * weight_decay
 

@@ -35,9 +35,18 @@ def check_tensor(x, fn: str, name: str = "input", ndims: tuple[int, ...] | None 
     return x
 
 
+def _cast_call(dtype) -> str:
+    return {"float32": ".float()", "float64": ".double()"}.get(str(dtype), f".to({dtype})")
+
+
 def check_same_dtype(x: Tensor, w: Tensor | None, fn: str, wname: str = "weight") -> None:
     if w is not None and x.dtype != w.dtype:
+        if wname in ("target", "pos_weight"):
+            # Data that goes with the input: it is the one to convert.
+            fix = f"call {_cast_call(x.dtype)} on the {wname}"
+        else:
+            fix = f"call {_cast_call(w.dtype)} on the input (or .to({x.dtype}) on the module)"
         raise TypeError(
             f"{fn}: input dtype {x.dtype} does not match {wname} dtype {w.dtype}; numcnn never upcasts silently: "
-            f"call .float() on the input (or .to({x.dtype}) on the module)"
+            f"{fix}"
         )

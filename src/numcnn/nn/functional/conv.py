@@ -4,6 +4,8 @@ conv_transpose2d. ``algorithm`` picks the kernel: "im2col" (default, fast and ex
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...autograd.function import Function
 from ...autograd.tensor import Tensor
 from ...kernels import conv as K
@@ -67,7 +69,7 @@ def _check_conv(fn, input, weight, bias, groups, channel_dim_weight=1):
     check_tensor(input, fn, ndims=(4,))
     check_tensor(weight, fn, "weight", ndims=(4,))
     check_same_dtype(input, weight, fn)
-    if not isinstance(groups, int) or groups < 1:
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"{fn}: groups must be a positive int, got {groups!r}")
     if bias is not None:
         check_same_dtype(input, bias, fn, "bias")
@@ -127,6 +129,12 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
             f"{fn}: expected input with {weight.shape[1] * groups} channels (weight {tuple(weight.shape)}, "
             f"groups={groups}), got shape {tuple(input.shape)}"
         )
+    # Checked here so that the message speaks of lengths, not of the height-1 conv2d this becomes.
+    eff, length = dl[1] * (weight.shape[2] - 1) + 1, input.shape[2]
+    padded = length + 2 * pad2[1] if not isinstance(pad2, str) else (length if pad2 == "valid" else eff)
+    if eff > padded:
+        raise ValueError(f"{fn}: kernel size {eff} (dilated) is larger than the padded input length {padded} "
+                         f"(input shape {tuple(input.shape)})")
     y = conv2d(input.unsqueeze(2), weight.unsqueeze(2), bias, st, pad2, dl, groups, algorithm).squeeze(2)
     return y.squeeze(0) if unbatched else y
 

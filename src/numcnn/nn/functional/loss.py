@@ -31,7 +31,8 @@ def _reduce_grad(g, reduction, denom, shape):
 
 
 class _SoftTargetLoss(Function):
-    """loss over (M, C) rows with a dense target distribution q (M, C); ``from_logits`` applies log_softmax."""
+    """loss over (M, C) rows with a dense target distribution q (M, C); ``from_logits`` applies log_softmax.
+    q may be a Tensor (probability targets): it then gets its gradient, -logp, as in PyTorch."""
 
     @staticmethod
     def forward(ctx, x, q, denom, reduction, from_logits):
@@ -48,11 +49,17 @@ class _SoftTargetLoss(Function):
     def backward(ctx, g):
         logp, q = ctx.saved_tensors
         gm = _reduce_grad(g, ctx.reduction, logp.dtype.type(ctx.denom), (logp.shape[0],))[:, None]
-        if ctx.from_logits:
-            grad = (q.sum(axis=1, keepdims=True) * np.exp(logp) - q) * gm
-        else:
-            grad = -q * gm
-        return grad.astype(logp.dtype, copy=False)
+        nx, nq = ctx.needs_input_grad[:2]
+        grad = gq = None
+        if nx:
+            if ctx.from_logits:
+                grad = (q.sum(axis=1, keepdims=True) * np.exp(logp) - q) * gm
+            else:
+                grad = -q * gm
+            grad = grad.astype(logp.dtype, copy=False)
+        if nq:
+            gq = (-logp * gm).astype(logp.dtype, copy=False)
+        return grad, gq
 
 
 def _rows(input: Tensor, fn: str):
@@ -118,11 +125,12 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
             raise ValueError(f"{fn}: probability targets must have the input's shape {tuple(input.shape)}, "
                              f"got {tuple(target.shape)}")
         trow, _ = _rows(target, fn)
-        q = trow.data
+        # Graph ops on the target (not its raw array): a target that requires grad gets one, as in PyTorch.
+        q = trow
         if label_smoothing:
-            q = q * input.dtype.type(1 - label_smoothing) + input.dtype.type(label_smoothing / C)
+            q = q * float(1 - label_smoothing) + float(label_smoothing / C)
         if weight is not None:
-            q = q * weight.data
+            q = q * weight
         denom = float(rows.shape[0])
     elif target.dtype.kind in "iu":
         q, denom = _index_targets(fn, input, target, weight, ignore_index, label_smoothing)
