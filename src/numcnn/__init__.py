@@ -19,10 +19,10 @@ float = float32  # noqa: A001 - torch.float is float32
 double = float64
 long = int64
 
-from . import nn, optim, utils  # noqa: E402  (they import the names above)
+from . import models, nn, optim, utils  # noqa: E402  (they import the names above)
 
 __all__ = [
     "Tensor", "arange", "cat", "empty", "enable_grad", "full", "get_num_threads", "is_grad_enabled", "load",
-    "manual_seed", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "save",
+    "manual_seed", "models", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "save",
     "set_num_threads", "stack", "tensor", "utils", "where", "zeros", "zeros_like",
 ]
