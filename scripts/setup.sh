@@ -10,6 +10,6 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && comm
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist
 fi
 
-if ! python -c "import numcnn, torch, hypothesis, pytest" 2>/dev/null || [ "${NUMCNN_REINSTALL:-0}" = 1 ]; then
+if ! python -c "import numcnn.cli, torch, hypothesis, pytest, tqdm, matplotlib, PIL, onnx" 2>/dev/null || [ "${NUMCNN_REINSTALL:-0}" = 1 ]; then
   python -m pip install -q -e ".[all]"
 fi

@@ -1,0 +1,237 @@
+"""The run folder: what ``numcnn train`` writes and what evaluate / predict / plot read back.
+
+A run folder holds::
+
+    config.json        format, numcnn version, model (name, in_channels, num_classes, options), dataset (name,
+                       root, class names, image shape, split sizes, limit), normalization (mean, std per channel),
+                       seed, the full recipe used, the command line
+    model.safetensors  the final weights and buffers (model.state_dict())
+    checkpoint/        the last full checkpoint (numcnn.training.Checkpoint), for --resume; its state.json carries
+                       a copy of config.json under "extra", so a checkpoint folder alone is enough to load a model
+    metrics.csv        one row per epoch (numcnn.training.History columns)
+    metrics.json       the same records, plus the test result
+    curves.png         loss and accuracy per epoch, train vs validation
+    confusion.png      written by ``numcnn evaluate``
+
+Every file goes through :func:`numcnn.serialization.atomic_write`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import models
+from ..data import MNIST, DataLoader, FashionMNIST, Normalize, random_split
+from ..serialization import atomic_write, load
+from .errors import CLIError
+
+FORMAT = "numcnn-run/1"
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+CHECKPOINT = "checkpoint"
+#: Every name ``numcnn train --force`` may delete (and nothing else).
+RUN_FILES = (CONFIG, WEIGHTS, CHECKPOINT, f".{CHECKPOINT}.tmp", f".{CHECKPOINT}.old", "metrics.csv", "metrics.json",
+             "curves.png", "confusion.png", "confusion-val.png", "confusion-train.png")
+DATASETS = {"fashion-mnist": FashionMNIST, "mnist": MNIST}
+VAL_IMAGES = 5000  # held out of the training file for validation (fewer for small --limit, see split_sizes)
+EVAL_BATCH = 200  # batch size of every evaluation: the same batches, hence the same numbers, in train and evaluate
+
+
+def clean_json(obj):
+    """NaN/Inf -> None and NumPy scalars/arrays -> plain Python, so json.dumps writes standard JSON."""
+    if isinstance(obj, dict):
+        return {str(k): clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return clean_json(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(path, (json.dumps(clean_json(obj), indent=2) + "\n").encode())
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, text.encode())
+
+
+# -- folders -------------------------------------------------------------------------------------------------
+
+
+def is_run(folder: Path) -> bool:
+    return (folder / CONFIG).is_file()
+
+
+def read_config(folder: Path) -> dict:
+    """The config.json of run folder ``folder``; CLIError when ``folder`` is not a run."""
+    path = folder / CONFIG
+    if not folder.exists():
+        raise CLIError(f"{folder}: no such folder")
+    if not path.is_file():
+        raise CLIError(f"{folder} is not a numcnn run folder (no {CONFIG}; runs are made by 'numcnn train')")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CLIError(f"{path}: not valid JSON ({e})") from None
+    return check_config(config, str(path))
+
+
+def check_config(config, where: str) -> dict:
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        got = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise CLIError(f"{where}: not a numcnn run config (format {got!r}, expected {FORMAT!r})")
+    for key in ("model", "dataset", "normalization", "recipe", "seed"):
+        if key not in config:
+            raise CLIError(f"{where}: the run config has no {key!r} entry")
+    return config
+
+
+def clear_run(folder: Path) -> None:
+    """Delete the run files of ``folder`` (``--force``); any other file in it is left alone."""
+    for name in RUN_FILES:
+        p = folder / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+# -- loading a trained model -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Loaded:
+    model: object
+    config: dict
+    run_folder: Path | None  # where evaluate writes confusion.png by default
+    source: str  # what the weights were read from, for messages
+    epoch: int | None  # the checkpoint's epoch, None for model.safetensors
+
+
+def build_model(config: dict):
+    m = config["model"]
+    try:
+        return models.get(m["name"], in_channels=m.get("in_channels", 1), num_classes=m.get("num_classes", 10),
+                          **m.get("options", {}))
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"cannot build the run's model: {e}") from None
+
+
+def _checkpoint_config(folder: Path) -> tuple[dict, dict]:
+    from ..training import read_checkpoint
+
+    try:
+        state = read_checkpoint(folder)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    config = (state.get("extra") or {}).get("config")
+    if config is None and is_run(folder.parent):
+        config = read_config(folder.parent)
+    if config is None:
+        raise CLIError(f"{folder}: the checkpoint does not say which model it holds (no run config)")
+    return check_config(config, str(folder / "state.json")), state
+
+
+def load_trained(path: str | Path) -> Loaded:
+    """The model of a run folder, a checkpoint folder, or a run's ``.safetensors`` file, with its config."""
+    path = Path(path)
+    if not path.exists():
+        raise CLIError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise CLIError(f"{path}: expected a run folder, a checkpoint folder or a .safetensors file")
+        config, weights, run_folder, epoch = read_config(path.parent), path, path.parent, None
+        state_dict = _load_weights(weights)
+    elif (path / "state.json").is_file():
+        config, state = _checkpoint_config(path)
+        state_dict, weights, epoch = state["model"], path, state.get("epoch")
+        run_folder = path.parent if is_run(path.parent) else None
+    else:
+        config, run_folder = read_config(path), path
+        if (path / WEIGHTS).is_file():
+            weights, epoch = path / WEIGHTS, None
+            state_dict = _load_weights(weights)
+        elif (path / CHECKPOINT / "state.json").is_file():  # an unfinished run: its last checkpoint
+            _, state = _checkpoint_config(path / CHECKPOINT)
+            state_dict, weights, epoch = state["model"], path / CHECKPOINT, state.get("epoch")
+        else:
+            raise CLIError(f"{path}: the run has no {WEIGHTS} and no checkpoint yet (did training start?)")
+    model = build_model(config)
+    try:
+        model.load_state_dict(state_dict)
+    except (KeyError, ValueError, RuntimeError) as e:
+        msg = str(e).replace("\n\t", "; ").replace("\n", "; ")
+        raise CLIError(f"{weights}: the weights do not fit model {config['model']['name']!r}: {msg}") from None
+    model.eval()
+    return Loaded(model, config, run_folder, str(weights), epoch)
+
+
+def _load_weights(path: Path) -> dict:
+    try:
+        return load(path)
+    except (OSError, ValueError) as e:
+        raise CLIError(str(e)) from None
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+
+
+def load_dataset(name: str, root: str | None, train: bool, download: bool = False):
+    """MNIST / FashionMNIST with the data layer's own message (which lists where it looked and the options)
+    turned into a CLIError, plus the command-line spelling of those options."""
+    if name not in DATASETS:
+        raise CLIError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    try:
+        return DATASETS[name](root=root, train=train, download=download)
+    except (FileNotFoundError, RuntimeError) as e:
+        hint = "On the command line: --data-dir DIR (a folder holding the files), or --download"
+        raise CLIError(f"{e}\n{hint}") from None
+    except ValueError as e:  # a corrupt or truncated file: the message names it
+        raise CLIError(str(e)) from None
+
+
+def split_sizes(n: int, limit: int | None) -> tuple[int, int]:
+    """``(validation, training)`` image counts out of a training file of ``n`` images: 5,000 held out for
+    validation (a tenth of the images used when that is fewer, at least one), the rest (or ``limit``) for training."""
+    base = n if limit is None else min(limit, n)
+    n_val = max(1, min(VAL_IMAGES, base // 10))
+    n_train = n - n_val if limit is None else min(limit, n - n_val)
+    if n_train < 1:
+        raise CLIError(f"the training file has only {n} images: too few to hold out a validation set")
+    return n_val, n_train
+
+
+def split(train_file, seed: int, limit: int | None):
+    """``(train subset, validation subset)`` of the training file, chosen by ``seed`` (the same seed, the
+    same split: ``numcnn evaluate --split val`` finds the images training held out)."""
+    n = len(train_file)
+    n_val, n_train = split_sizes(n, limit)
+    val, train, _ = random_split(train_file, [n_val, n_train, n - n_val - n_train], seed=seed)
+    return train, val
+
+
+def eval_loader(dataset, config: dict) -> DataLoader:
+    norm = config["normalization"]
+    return DataLoader(dataset, batch_size=EVAL_BATCH, transform=Normalize(norm["mean"], norm["std"]))
+
+
+def eval_split(config: dict, split_name: str, root: str | None, download: bool = False):
+    """The dataset of ``split_name`` ("test", "val" or "train") for a run's config."""
+    ds = config["dataset"]
+    root = root if root is not None else ds.get("root")
+    if split_name == "test":
+        return load_dataset(ds["name"], root, train=False, download=download)
+    train_file = load_dataset(ds["name"], root, train=True, download=download)
+    train, val = split(train_file, config["seed"], ds.get("limit"))
+    return val if split_name == "val" else train
