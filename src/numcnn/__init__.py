@@ -21,6 +21,16 @@ long = int64
 
 from . import models, nn, optim, utils  # noqa: E402  (they import the names above)
 
+
+def __getattr__(name: str):
+    # numcnn.onnx needs the optional `onnx` package: imported on first use, not by `import numcnn`.
+    if name == "onnx":
+        import importlib
+
+        return importlib.import_module(".onnx", __name__)
+    raise AttributeError(f"module 'numcnn' has no attribute {name!r}")
+
+
 __all__ = [
     "Tensor", "arange", "cat", "empty", "enable_grad", "full", "get_num_threads", "is_grad_enabled", "load",
     "manual_seed", "models", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "save",

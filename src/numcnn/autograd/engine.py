@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# ``hook(ctx, in_grads)`` after every Function's backward, or None; set only by anomaly detection.
+_backward_hook = None
+
 
 def _topological(root) -> list:
     """Tensors that have a recorded Function, ordered so that every tensor comes before its inputs."""
@@ -63,6 +66,8 @@ def run_backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
         in_grads = ctx.fn.backward(ctx, g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
+        if _backward_hook is not None:
+            _backward_hook(ctx, in_grads)
         for p, pg in zip(ctx.parents, in_grads):
             if p is None or pg is None:
                 continue

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from .grad_mode import _GradMode
 
+# ``hook(cls, args, kwargs, ctx, result)`` after every forward, or None. Set only while anomaly detection
+# (autograd/anomaly.py) or ONNX export tracing is on, so the normal path pays one global lookup.
+_forward_hook = None
+
 
 class Context:
     """Per-call storage for backward."""
@@ -58,4 +62,6 @@ class Function:
             ctx.fn = cls
             ctx.parents = tuple(a if n else None for a, n in zip(args, needs))
             result._ctx = ctx
+        if _forward_hook is not None:
+            _forward_hook(cls, args, kwargs, ctx, result)
         return result

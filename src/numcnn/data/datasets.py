@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from numcnn._io import atomic_write
 from numcnn.data.base import ArrayDataset, gather_equivalent
 from numcnn.data.idx import read_idx
 
@@ -41,18 +41,8 @@ def user_cache_dir() -> Path:
     return base / "numcnn"
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a folder be opened, hence best effort.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+class _Rejected(Exception):
+    """A downloaded file that arrived whole but is not the expected one (size or MD5)."""
 
 
 class _IdxImageDataset(ArrayDataset):
@@ -205,36 +195,32 @@ class _IdxImageDataset(ArrayDataset):
 
     def _fetch(self, url: str, dest: Path, md5: str) -> str | None:
         """Download ``url`` to ``dest`` atomically if its MD5 is ``md5``; return why not otherwise."""
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        try:
+        def download(f) -> None:
             digest, size = hashlib.md5(), 0
-            with os.fdopen(fd, "wb") as f:
-                request = urllib.request.Request(url, headers={"User-Agent": "numcnn"})
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    declared = response.headers.get("Content-Length")
-                    while chunk := response.read(1 << 20):
-                        f.write(chunk)
-                        digest.update(chunk)
-                        size += len(chunk)
-                # http.client does not complain when the connection closes early: check the length.
-                if declared is not None and declared.isdigit() and size != int(declared):
-                    return f"truncated: received {size} of {declared} bytes"
-                if digest.hexdigest() != md5:
-                    return f"MD5 mismatch: got {digest.hexdigest()}, expected {md5} ({size} bytes)"
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
+            request = urllib.request.Request(url, headers={"User-Agent": "numcnn"})
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                declared = response.headers.get("Content-Length")
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            # http.client does not complain when the connection closes early: check the length.
+            if declared is not None and declared.isdigit() and size != int(declared):
+                raise _Rejected(f"truncated: received {size} of {declared} bytes")
+            if digest.hexdigest() != md5:
+                raise _Rejected(f"MD5 mismatch: got {digest.hexdigest()}, expected {md5} ({size} bytes)")
+
+        try:
+            atomic_write(dest, download)  # a rejected or failed download leaves nothing under dest
             return None
+        except _Rejected as err:
+            return str(err)
         except urllib.error.HTTPError as err:
             return f"HTTP {err.code} {err.reason}"
         except urllib.error.URLError as err:
             return f"unreachable ({err.reason})"
         except (OSError, http.client.HTTPException, ValueError) as err:
             return f"{type(err).__name__}: {err}"
-        finally:
-            Path(tmp).unlink(missing_ok=True)
 
 
 class MNIST(_IdxImageDataset):

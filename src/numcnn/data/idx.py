@@ -14,12 +14,13 @@ import gzip
 import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from numcnn._io import atomic_write
 
 __all__ = ["read_idx", "write_idx", "IDX_DTYPES"]
 
@@ -146,20 +147,14 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
         compress = path.suffix == ".gz"
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     payload = np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if compress:
-                # mtime=0 makes the output reproducible byte for byte.
-                with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
-                    gz.write(header)
-                    gz.write(payload)
-            else:
-                f.write(header)
-                f.write(payload)
-        # mkstemp creates 0600 files; a data file should be readable like any other.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    def write(f) -> None:
+        if compress:
+            # mtime=0 makes the output reproducible byte for byte.
+            with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
+                gz.write(header)
+                gz.write(payload)
+        else:
+            f.write(header)
+            f.write(payload)
+
+    atomic_write(path, write)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, _config
-from ..serialization import atomic_write, load, save
+from .._io import atomic_write, fsync_dir
+from ..serialization import load, save
 
 FORMAT = "numcnn-checkpoint/1"
 
@@ -89,17 +90,6 @@ def _loader_rngs(loader) -> list:
     return [getattr(loader, "generator", None), getattr(loader, "_transform_rng", None)]
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(folder, *, model, optimizer=None, scheduler=None, epoch: int, history=None, train_loader=None,
                     extra: dict | None = None) -> Path:
     """Write the checkpoint folder ``folder`` (replacing a previous one atomically)."""
@@ -127,14 +117,14 @@ def save_checkpoint(folder, *, model, optimizer=None, scheduler=None, epoch: int
         save(arrays, tmp / "optimizer.safetensors")
         state["optimizer"] = meta
     atomic_write(tmp / "state.json", json.dumps(state, indent=1).encode())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     # Swap: the old folder moves aside, the new one takes its name, then the old one goes.
     if old.exists():
         shutil.rmtree(old)
     if folder.exists():
         os.replace(folder, old)
     os.replace(tmp, folder)
-    _fsync_dir(parent)
+    fsync_dir(parent)
     if old.exists():
         shutil.rmtree(old)
     return folder
@@ -154,7 +144,7 @@ def read_checkpoint(folder) -> dict:
     folder = _locate(Path(folder))
     try:
         state = json.loads((folder / "state.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ValueError(f"{folder / 'state.json'}: not a valid checkpoint file ({e})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{folder / 'state.json'}: not a numcnn checkpoint (format {state.get('format')!r}, "
@@ -170,16 +160,22 @@ def load_checkpoint(folder, *, model, optimizer=None, scheduler=None, train_load
     from .history import History
 
     state = read_checkpoint(folder)
-    model.load_state_dict(state["model"])
-    if optimizer is not None:
-        if "optimizer" not in state:
-            raise ValueError(f"{folder}: the checkpoint has no optimizer state")
-        optimizer.load_state_dict(_join_optimizer(state["optimizer_arrays"], state["optimizer"]))
-    if scheduler is not None and state.get("scheduler") is not None:
-        scheduler.load_state_dict(_decode(state["scheduler"]))
-    rng = state.get("rng") or {}
-    _set_generator_state(_config.default_generator(), rng.get("numcnn"))
-    for g, s in zip(_loader_rngs(train_loader), rng.get("loader") or []):
-        _set_generator_state(g, s)
-    history = History.from_dict(state["history"]) if state.get("history") else History()
-    return state["epoch"], history
+    try:
+        model.load_state_dict(state["model"])
+        if optimizer is not None:
+            if "optimizer" not in state:
+                raise ValueError("the checkpoint has no optimizer state")
+            optimizer.load_state_dict(_join_optimizer(state["optimizer_arrays"], state["optimizer"]))
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(_decode(state["scheduler"]))
+        rng = state.get("rng") or {}
+        _set_generator_state(_config.default_generator(), rng.get("numcnn"))
+        for g, s in zip(_loader_rngs(train_loader), rng.get("loader") or []):
+            _set_generator_state(g, s)
+        history = History.from_dict(state["history"]) if state.get("history") else History()
+        return state["epoch"], history
+    except (KeyError, TypeError, AttributeError, OverflowError, IndexError, ValueError) as e:
+        # state.json parsed but does not hold what a checkpoint of these objects holds (damaged, edited by hand,
+        # or written for another model or optimizer).
+        raise ValueError(f"{folder}: cannot restore this checkpoint (state.json or its arrays): "
+                         f"{type(e).__name__}: {e}") from None

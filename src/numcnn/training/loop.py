@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..autograd import anomaly
 from ..autograd.grad_mode import no_grad
 from ..autograd.tensor import Tensor
 from ..nn import functional as F
@@ -60,7 +61,7 @@ def _as_batch(x):
 
 def fit(model, train_loader, val_loader=None, *, epochs: int, optimizer, loss_fn=F.cross_entropy, scheduler=None,
         scheduler_interval: str = "auto", callbacks=(), history: History | None = None, verbose: bool = True,
-        log=None) -> History:
+        log=None, detect_anomaly: bool = False) -> History:
     """Train ``model`` for ``epochs`` epochs in total and return the :class:`History`.
 
     Batches are ``(images, labels)``; ``loss_fn(outputs, labels)`` gives a scalar. With a ``history`` from a
@@ -68,6 +69,9 @@ def fit(model, train_loader, val_loader=None, *, epochs: int, optimizer, loss_fn
     per batch for OneCycleLR and once per epoch otherwise (``scheduler_interval`` "batch"/"epoch" overrides).
     A NaN/Inf loss raises :class:`TrainingDiverged` naming the epoch and batch.
     ``verbose``: a progress bar on a terminal, else one line per epoch through ``log`` (default: stderr).
+    ``detect_anomaly``: train under :class:`numcnn.autograd.anomaly.detect_anomaly`, so that the first NaN/Inf in a
+    forward output or a gradient raises :class:`~numcnn.autograd.anomaly.AnomalyError` naming the operation, the
+    module path, the epoch and the batch (slow: for debugging).
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
@@ -82,7 +86,19 @@ def fit(model, train_loader, val_loader=None, *, epochs: int, optimizer, loss_fn
         cb.on_train_begin(run)
     while run.epoch < epochs and not run.stop:
         run.epoch += 1
-        record = _train_epoch(run, per_batch, verbose)
+        for cb in callbacks:
+            begin = getattr(cb, "on_epoch_begin", None)  # optional hook (e.g. DistributedSampler.set_epoch)
+            if begin is not None:
+                begin(run)
+        if detect_anomaly:
+            try:
+                with anomaly.detect_anomaly(model):
+                    record = _train_epoch(run, per_batch, verbose)
+            except anomaly.AnomalyError as e:
+                e.epoch, e.batch = run.epoch, run.batch
+                raise
+        else:
+            record = _train_epoch(run, per_batch, verbose)
         if scheduler is not None and not per_batch:
             scheduler.step()
         if val_loader is not None:
