@@ -494,8 +494,9 @@ def _value_info(name: str, arr: np.ndarray, batch: int | None):
 
 
 def to_onnx(model, example_input, opset: int = MIN_OPSET, *, dynamic_batch: bool = True, input_name: str = "input",
-            output_name: str = "output"):
+            output_name: str = "output", metadata: dict[str, str] | None = None):
     """The ``onnx.ModelProto`` of ``model`` (run in eval mode on ``example_input``, e.g. (1, C, H, W) float32).
+    ``metadata``: string key/value pairs stored in the file's ``metadata_props`` (the CLI stores the run config).
 
     Raises :class:`ExportError` for an operation without an ONNX form (naming it and the module it ran in) and
     ``ImportError`` without the ``onnx`` package (``pip install numcnn[onnx]``)."""
@@ -542,6 +543,10 @@ def to_onnx(model, example_input, opset: int = MIN_OPSET, *, dynamic_batch: bool
     opset_id = helper.make_opsetid("", opset)
     proto = helper.make_model(graph, opset_imports=[opset_id], producer_name="numcnn", producer_version=__version__)
     proto.ir_version = helper.find_min_ir_version_for([opset_id])
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"ONNX export: metadata must map str to str, got {key!r}: {type(value).__name__}")
+        helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, key: value})
     try:
         onnx.checker.check_model(proto, full_check=True)  # structure and shape inference
     except Exception as e:  # pragma: no cover - an emitter bug, not a user error
@@ -550,13 +555,13 @@ def to_onnx(model, example_input, opset: int = MIN_OPSET, *, dynamic_batch: bool
 
 
 def export(model, example_input, path: str | os.PathLike, opset: int = MIN_OPSET, *, dynamic_batch: bool = True,
-           input_name: str = "input", output_name: str = "output") -> None:
+           input_name: str = "input", output_name: str = "output", metadata: dict[str, str] | None = None) -> None:
     """Write ``model`` as an ONNX file at ``path`` (atomically: a failed export leaves any old file whole).
 
     model: a numcnn Module, traced in eval mode (its mode is restored); example_input: (N, C, H, W) float32
     Tensor or ndarray, any N; the file's batch dimension is symbolic ("batch") unless ``dynamic_batch=False``.
     opset: 17 to 21 (GELU is written as its Erf formula below 20; adaptive average pooling exports to 1x1 only)."""
     proto = to_onnx(model, example_input, opset, dynamic_batch=dynamic_batch, input_name=input_name,
-                    output_name=output_name)
+                    output_name=output_name, metadata=metadata)
     data = proto.SerializeToString()
     atomic_write(path, data)

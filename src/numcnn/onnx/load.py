@@ -134,7 +134,8 @@ def _input_spec(vi, what: str):
 
 class OnnxModule(Module):
     """An ONNX graph run by numcnn. ``forward(*inputs)`` takes Tensors (or ndarrays) in the graph's input order and
-    returns a Tensor, or a tuple for several outputs. Attributes: ``input_names``, ``output_names``, ``opset``."""
+    returns a Tensor, or a tuple for several outputs. Attributes: ``input_names``, ``output_names``, ``opset``,
+    ``metadata`` (the file's metadata_props as a dict)."""
 
     def __init__(self, proto, check_finite: bool = True):
         super().__init__()
@@ -152,6 +153,7 @@ class OnnxModule(Module):
             raise GraphError("the ONNX graph has no outputs (is this an ONNX model file?)")
         self.opset = opset
         self.producer = f"{proto.producer_name} {proto.producer_version}".strip()
+        self.metadata = {_s(p.key): _s(p.value) for p in proto.metadata_props}  # the file's metadata_props
 
         initializers: dict[str, np.ndarray] = {}
         for t in graph.initializer:
