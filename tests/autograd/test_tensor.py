@@ -322,3 +322,26 @@ def test_float64_end_to_end_stays_float64():
     y = ((x * 2).exp().sum(1) / 3).mean()
     y.backward()
     assert y.dtype == np.float64 and x.grad.dtype == np.float64
+
+
+def test_grad_mode_is_per_thread():
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def worker():
+        with nc.no_grad():
+            inside.set()
+            release.wait(5)
+        seen["worker_after"] = nc.is_grad_enabled()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    inside.wait(5)
+    seen["main_while_worker_in_no_grad"] = nc.is_grad_enabled()
+    with nc.no_grad():  # overlapping blocks in two threads must not leave recording off anywhere
+        release.set()
+        t.join(5)
+    assert seen == {"main_while_worker_in_no_grad": True, "worker_after": True}
+    assert nc.is_grad_enabled()

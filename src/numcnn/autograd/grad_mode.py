@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import functools
+import threading
 
 
-class _GradMode:
+class _GradState(threading.local):
+    """Per thread, as in PyTorch: a no_grad block in one thread never switches recording off in another."""
+
     enabled = True
+
+
+_GradMode = _GradState()
 
 
 def is_grad_enabled() -> bool:

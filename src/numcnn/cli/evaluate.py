@@ -15,8 +15,8 @@ def add_parser(sub) -> None:
         description="Evaluate a trained model on a split of its dataset: loss, accuracy, a per-class table and "
                     "confusion.png. The last line printed is '<split> accuracy: 0.XXXX'.")
     p.add_argument("run_path", metavar="RUN_OR_CHECKPOINT",
-                   help="a run folder (its model.safetensors, else its checkpoint/), a checkpoint folder, or a run's "
-                        ".safetensors file")
+                   help="a run folder (its model.safetensors, else its checkpoint/), a checkpoint folder, a run's "
+                        ".safetensors file, or an .onnx file from 'numcnn export'")
     p.add_argument("--split", choices=("test", "val", "train"), default="test",
                    help="test: the test file (default); val: the images training held out; train: the images it "
                         "trained on")

@@ -14,6 +14,7 @@ Train and use convolutional networks written in NumPy.
   numcnn train                        ConvNet on Fashion-MNIST, 3 epochs, its default recipe
   numcnn evaluate runs/convnet-fashion-mnist
   numcnn predict runs/convnet-fashion-mnist shoe.jpg
+  numcnn export runs/convnet-fashion-mnist convnet.onnx
   numcnn summary --model resnet
   numcnn plot activations --out plots
 
@@ -31,12 +32,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from . import evaluate, plot, predict, summary, train
+    from . import evaluate, export, plot, predict, summary, train
 
     parser = Parser(prog="numcnn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"numcnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for module in (train, evaluate, predict, summary, plot):
+    for module in (train, evaluate, predict, export, summary, plot):
         module.add_parser(sub)
     return parser
 
@@ -54,13 +55,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.run(args)
+        return _end_job(args.run(args))
     except CLIError as e:
-        print(f"numcnn {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        print(f"numcnn {args.command}: error: {_rank_prefix()}{e}", file=sys.stderr)
+        return _end_job(2)
     except KeyboardInterrupt:
         print(f"numcnn {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return _end_job(130)
+
+
+def _rank_prefix() -> str:
+    from ..distributed import comm
+
+    return f"rank {comm.get_rank()} of {comm.get_world_size()}: " if comm.get_world_size() > 1 else ""
+
+
+def _end_job(code: int) -> int:
+    """In an MPI job (--distributed), a rank that fails alone would leave the others waiting in a collective
+    forever: a failing rank ends the whole job (MPI_Abort) with its exit status."""
+    from ..distributed import comm
+
+    if code != 0 and comm.is_initialized() and comm.get_world_size() > 1:
+        comm.get_comm().abort(code)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

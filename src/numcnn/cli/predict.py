@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
         description="Classify PNG/JPEG images with a trained run. Each image is converted to gray, resized to the "
                     "dataset's size (28x28) and inverted when it is dark-on-light (a bright border), as the datasets "
                     "are light-on-dark; then normalised as in training.")
-    p.add_argument("run_path", metavar="RUN", help="a run folder, a checkpoint folder or a run's .safetensors file")
+    p.add_argument("run_path", metavar="RUN",
+                   help="a run folder, a checkpoint folder, a run's .safetensors file or an .onnx file from "
+                        "'numcnn export'")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (anything Pillow reads: PNG, JPEG, ...)")
     p.add_argument("--top", type=positive_int, default=3, metavar="K", help="how many classes to list (default: 3)")
     p.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,

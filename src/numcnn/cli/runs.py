@@ -62,7 +62,7 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, (json.dumps(clean_json(obj), indent=2) + "\n").encode())
 
 
-def write_text(path: Path, text: str) -> None:
+def save_text(path: Path, text: str) -> None:
     atomic_write(path, text.encode())
 
 
@@ -117,6 +117,7 @@ class Loaded:
     run_folder: Path | None  # where evaluate writes confusion.png by default
     source: str  # what the weights were read from, for messages
     epoch: int | None  # the checkpoint's epoch, None for model.safetensors
+    onnx: bool = False  # the model is an ONNX file run by numcnn.onnx
 
 
 def build_model(config: dict):
@@ -144,13 +145,16 @@ def _checkpoint_config(folder: Path) -> tuple[dict, dict]:
 
 
 def load_trained(path: str | Path) -> Loaded:
-    """The model of a run folder, a checkpoint folder, or a run's ``.safetensors`` file, with its config."""
+    """The model of a run folder, a checkpoint folder, a run's ``.safetensors`` file or an ``.onnx`` file (from
+    ``numcnn export``), with its config."""
     path = Path(path)
     if not path.exists():
         raise CLIError(f"{path}: no such file or folder")
+    if path.is_file() and path.suffix == ".onnx":
+        return _load_onnx(path)
     if path.is_file():
         if path.suffix != ".safetensors":
-            raise CLIError(f"{path}: expected a run folder, a checkpoint folder or a .safetensors file")
+            raise CLIError(f"{path}: expected a run folder, a checkpoint folder, a .safetensors or an .onnx file")
         config, weights, run_folder, epoch = read_config(path.parent), path, path.parent, None
         state_dict = _load_weights(weights)
     elif (path / "state.json").is_file():
@@ -175,6 +179,33 @@ def load_trained(path: str | Path) -> Loaded:
         raise CLIError(f"{weights}: the weights do not fit model {config['model']['name']!r}: {msg}") from None
     model.eval()
     return Loaded(model, config, run_folder, str(weights), epoch)
+
+
+def _load_onnx(path: Path) -> Loaded:
+    """An ONNX file written by ``numcnn export`` (its run config is in the metadata) or any ONNX CNN next to a
+    run's config.json."""
+    try:
+        from .. import onnx as nc_onnx
+
+        model = nc_onnx.load(path)
+    except ImportError as e:
+        raise CLIError(f"{path}: reading ONNX files needs the onnx package: pip install 'numcnn[onnx]' ({e})") from None
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    from .export import CONFIG_KEY
+
+    if CONFIG_KEY in model.metadata:
+        try:
+            config = check_config(json.loads(model.metadata[CONFIG_KEY]), f"{path} (metadata {CONFIG_KEY})")
+        except json.JSONDecodeError as e:
+            raise CLIError(f"{path}: its {CONFIG_KEY} metadata is not valid JSON ({e})") from None
+    elif is_run(path.parent):
+        config = read_config(path.parent)
+    else:
+        raise CLIError(f"{path}: no run config (not written by 'numcnn export', and no {CONFIG} beside it), so the "
+                       "class names and normalization are unknown")
+    model.eval()
+    return Loaded(model, config, path.parent if is_run(path.parent) else None, str(path), None, onnx=True)
 
 
 def _load_weights(path: Path) -> dict:

@@ -91,6 +91,13 @@ def add_parser(sub) -> None:
     group.add_argument("--force", action="store_true",
                        help="start over in an existing run folder (its run files are deleted)")
     p.add_argument("--quiet", action="store_true", help="print only the final 'test accuracy' line")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over the MPI ranks this command was started on (mpirun -np N numcnn "
+                        "train --distributed ...; needs pip install 'numcnn[mpi]'): --batch-size stays the global "
+                        "batch, split evenly over the ranks; only rank 0 prints and writes the run folder")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="with --distributed: BatchNorm layers normalise by the statistics of the global batch "
+                        "(SyncBatchNorm) instead of each rank's share")
     p.set_defaults(run=run)
 
 
@@ -172,7 +179,7 @@ class _MetricsWriter(Callback):
         self.folder = folder
 
     def on_epoch_end(self, run, record: dict) -> None:
-        runs.write_text(self.folder / "metrics.csv", run.history.to_csv())
+        runs.save_text(self.folder / "metrics.csv", run.history.to_csv())
         runs.write_json(self.folder / "metrics.json", {"epochs": run.history.records})
 
 
@@ -224,8 +231,38 @@ def _new_config(args, classes: list[str], image_shape, n_train: int, n_val: int)
 # -- the command ---------------------------------------------------------------------------------------------
 
 
+def _init_distributed(args):
+    """The communicator of the MPI job (--distributed), else None."""
+    from .. import distributed
+
+    if not getattr(args, "distributed", False):
+        if getattr(args, "sync_bn", False):
+            raise CLIError("--sync-bn applies to --distributed training only")
+        n = distributed.launcher_world_size()
+        if n > 1:
+            raise CLIError(f"started by an MPI launcher as {n} processes but without --distributed: each would train "
+                           "alone and overwrite the others' run folder (add --distributed)")
+        return None
+
+    try:
+        return distributed.init()
+    except distributed.DistributedError as e:
+        raise CLIError(str(e)) from None
+
+
+def _shard(loader: DataLoader, world) -> DataLoader:
+    """An evaluation loader reading this rank's share of the images, each image on exactly one rank."""
+    from ..distributed import DistributedSampler
+
+    sampler = DistributedSampler(loader.dataset, world.size, world.rank, shuffle=False, pad=False)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, transform=loader.transform, sampler=sampler)
+
+
 def run(args) -> int:
-    say = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
+    world = _init_distributed(args)
+    rank0 = world is None or world.rank == 0
+    quiet = args.quiet or not rank0
+    say = (lambda *a, **k: None) if quiet else (lambda *a, **k: print(*a, **k, flush=True))
     model_name, dataset_name = args.model or "convnet", args.dataset or "fashion-mnist"
     if model_name not in models.names():
         raise CLIError(f"unknown model {model_name!r}; known models: {', '.join(models.names())}")
@@ -263,14 +300,34 @@ def run(args) -> int:
                            f"finish it but not stretch it to {epochs} (start a new run with --epochs {epochs})")
         r["epochs"] = epochs  # the config says how long the run became
 
+    batch, sampler = r["batch_size"], None
+    if world is not None:
+        from ..distributed import DistributedSampler
+
+        if batch % world.size:
+            raise CLIError(f"--distributed: the global batch {batch} does not split evenly over {world.size} ranks "
+                           f"(pass a --batch-size that is a multiple of {world.size})")
+        batch //= world.size
+        sampler = DistributedSampler(train_set, world.size, world.rank, shuffle=True, seed=seed)
+        config["distributed"] = {"world_size": world.size, "per_rank_batch": batch, "sync_bn": args.sync_bn}
+    else:
+        config.pop("distributed", None)
+
     manual_seed(seed)
     model = runs.build_model(config)
     loss_fn = get_loss(r["loss"])
-    train_loader = DataLoader(train_set, batch_size=r["batch_size"], shuffle=True,
-                              generator=np.random.default_rng([seed, 1]),
+    train_loader = DataLoader(train_set, batch_size=batch, shuffle=sampler is None, sampler=sampler,
+                              generator=np.random.default_rng([seed, 1] if world is None else [seed, 1, world.rank]),
                               transform=train_transform(config, r["augment"]))
     val_loader = runs.eval_loader(val_set, config)
     optimizer = build_optimizer(model, r)
+    if world is not None:
+        from ..distributed import DistributedOptimizer, SyncBatchNorm
+
+        if args.sync_bn:
+            model = SyncBatchNorm.convert_sync_batchnorm(model)
+        val_loader = _shard(val_loader, world)
+        optimizer = DistributedOptimizer(optimizer, model=model, comm=world)  # rank 0's weights everywhere
     scheduler = build_scheduler(optimizer, r, len(train_loader))
 
     history = None
@@ -284,12 +341,15 @@ def run(args) -> int:
             raise CLIError(f"the run has already trained {len(history)} epochs, more than --epochs {epochs}")
     elif args.resume:
         say(f"{checkpoint}: no checkpoint yet, starting the run from its first epoch")
-    if args.force:
-        runs.clear_run(out)
-    if not figures.available():
-        print("numcnn train: warning: matplotlib is not installed, curves.png will not be drawn "
-              "(pip install 'numcnn[cli]')", file=sys.stderr)
-    runs.write_json(out / runs.CONFIG, config)
+    if world is not None:
+        world.barrier("Barrier before rank 0 writes the run folder")  # every rank has read and checked it
+    if rank0:
+        if args.force:
+            runs.clear_run(out)
+        if not figures.available():
+            print("numcnn train: warning: matplotlib is not installed, curves.png will not be drawn "
+                  "(pip install 'numcnn[cli]')", file=sys.stderr)
+        runs.write_json(out / runs.CONFIG, config)
 
     n_params = sum(p.numel() for p in model.parameters())
     say(f"model: {config['model']['name']} ({n_params:,} parameters), run folder: {out}")
@@ -302,28 +362,51 @@ def run(args) -> int:
         f"{r['weight_decay']:g}, {'augment' if r['augment'] else 'no augment'}, loss {r['loss']}, seed {seed}")
     if history is not None:
         say(f"resuming after epoch {len(history)}, up to epoch {epochs}")
+    if world is not None:
+        say(f"distributed: {world.size} rank{'s' if world.size > 1 else ''} x batch {batch} = global batch "
+            f"{r['batch_size']}" + (", SyncBatchNorm" if args.sync_bn else "")
+            + ("" if world.size > 1 else " (not started by mpirun: one process)"))
 
-    callbacks = [Checkpoint(checkpoint, extra={"config": config}), _MetricsWriter(out)]
+    writers = [Checkpoint(checkpoint, extra={"config": config}), _MetricsWriter(out)]
+    if world is None:
+        callbacks = writers
+    else:
+        from ..distributed import DistributedTraining
+
+        callbacks = [DistributedTraining(world, rank_zero=writers, seed=seed)]
     try:
         history = fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer, loss_fn=loss_fn,
-                      scheduler=scheduler, callbacks=callbacks, history=history, verbose=not args.quiet, log=say)
+                      scheduler=scheduler, callbacks=callbacks, history=history, verbose=not quiet, log=say)
     except TrainingDiverged as e:
-        print(f"numcnn train: {e}", file=sys.stderr)
+        where = "" if world is None else f"rank {world.rank} of {world.size}: "
+        print(f"numcnn train: {where}{e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"numcnn train: interrupted; the last finished epoch is saved in {checkpoint}. Continue with: "
-              f"numcnn train --out {shlex.quote(str(out))} --resume --epochs {epochs}", file=sys.stderr)
+        if rank0:
+            print(f"numcnn train: interrupted; the last finished epoch is saved in {checkpoint}. Continue with: "
+                  f"numcnn train --out {shlex.quote(str(out))} --resume --epochs {epochs}", file=sys.stderr)
         return 130
 
-    save(model.state_dict(), out / runs.WEIGHTS, metadata={"format": runs.FORMAT, "model": config["model"]["name"]})
+    if rank0:
+        save(model.state_dict(), out / runs.WEIGHTS,
+             metadata={"format": runs.FORMAT, "model": config["model"]["name"]})
     classes = config["dataset"]["classes"]
-    test = evaluate(model, runs.eval_loader(test_file, config), loss_fn, num_classes=len(classes))
+    test_loader = runs.eval_loader(test_file, config)
+    if world is None:
+        test = evaluate(model, test_loader, loss_fn, num_classes=len(classes))
+    else:
+        from ..distributed import reduce_eval_result
+
+        test = reduce_eval_result(evaluate(model, _shard(test_loader, world), loss_fn, num_classes=len(classes)),
+                                  world)
+        if not rank0:
+            return 0
     times = [t for t in history["epoch_time"] if t is not None]
     metrics = {"epochs": history.records,
                "test": {"loss": test.loss, "accuracy": test.accuracy, "images": test.n,
                         "per_class_accuracy": dict(zip(classes, test.per_class_accuracy.tolist()))},
                "seconds_per_epoch": sum(times) / len(times) if times else None}
-    runs.write_text(out / "metrics.csv", history.to_csv())
+    runs.save_text(out / "metrics.csv", history.to_csv())
     runs.write_json(out / "metrics.json", metrics)
     if figures.available():
         figures.curves(history.records, out / "curves.png", title=f"{config['model']['name']} on {ds_name}")

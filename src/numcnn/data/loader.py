@@ -64,6 +64,10 @@ class DataLoader:
 
     ``transform``: a batch transform applied last, to the float32 image batch described above.
 
+    ``sampler``: an iterable of dataset indices with a length (e.g. ``numcnn.distributed.DistributedSampler``)
+    that decides which items are read and in what order, instead of ``shuffle``. A seeded ``generator`` then
+    only seeds the random transforms.
+
     Shuffling: epoch k uses the k-th ``generator.permutation(len(dataset))``, the generator being
     ``generator`` or ``np.random.default_rng(seed)``; random transforms then draw from an independent
     stream spawned from it, so a seeded loader gives the same batches run after run, and changing the
@@ -81,6 +85,7 @@ class DataLoader:
         generator: np.random.Generator | None = None,
         transform: Callable | None = None,
         as_tensors: bool = True,
+        sampler: Any = None,
     ) -> None:
         if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
@@ -88,6 +93,10 @@ class DataLoader:
             raise ValueError("DataLoader: pass seed or generator, not both")
         if generator is not None and not isinstance(generator, np.random.Generator):
             raise TypeError(f"DataLoader: generator must be a numpy.random.Generator, got {type(generator).__name__}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle (the sampler decides the "
+                             "order)")
+        self.sampler = sampler
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -115,12 +124,14 @@ class DataLoader:
         return _array_source(self.dataset) is not None
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple]:
         n = len(self.dataset)
-        if self.shuffle:
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64, count=len(self.sampler))
+        elif self.shuffle:
             # Looked up now, not in __init__, so that numcnn.manual_seed before the epoch applies.
             order = (self.generator if self.generator is not None else default_generator()).permutation(n)
         else:

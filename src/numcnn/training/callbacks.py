@@ -16,6 +16,9 @@ class Callback:
     def on_train_begin(self, run) -> None:
         pass
 
+    def on_epoch_begin(self, run) -> None:
+        pass
+
     def on_epoch_end(self, run, record: dict) -> None:
         pass
 

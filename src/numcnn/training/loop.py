@@ -87,7 +87,7 @@ def fit(model, train_loader, val_loader=None, *, epochs: int, optimizer, loss_fn
     while run.epoch < epochs and not run.stop:
         run.epoch += 1
         for cb in callbacks:
-            begin = getattr(cb, "on_epoch_begin", None)  # optional hook (e.g. DistributedSampler.set_epoch)
+            begin = getattr(cb, "on_epoch_begin", None)  # duck-typed callbacks may lack it
             if begin is not None:
                 begin(run)
         if detect_anomaly:
