@@ -192,3 +192,14 @@ def test_flags_override_the_recipe():
     b.lr = 0.05  # with the recipe's onecycle, --lr is the peak
     r = train_cmd.resolve_recipe(base, b)
     assert (r["lr"], r["max_lr"], r["optimizer_kwargs"]) == (0.05, 0.05, {"momentum": 0.9, "nesterov": True})
+
+
+def test_detect_anomaly_names_op_module_epoch_and_batch(cli, data_dir, tmp_path):
+    # a learning rate of 1e30 blows the weights up after the first step: the next forward makes Inf/NaN
+    r = cli("train", "--data-dir", data_dir, "--limit", "120", "--epochs", "1", "--optimizer", "sgd", "--lr", "1e30",
+            "--scheduler", "none", "--detect-anomaly", "--out", tmp_path / "run")
+    assert r.rc == 1
+    assert "epoch 1, batch 2" in r.err and "in module '" in r.err
+    plain = cli("train", "--data-dir", data_dir, "--limit", "120", "--epochs", "1", "--optimizer", "sgd", "--lr",
+                "1e30", "--scheduler", "none", "--out", tmp_path / "run2")
+    assert plain.rc == 1 and "epoch 1, batch 2" in plain.err and "loss became" in plain.err

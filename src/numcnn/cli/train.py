@@ -14,6 +14,7 @@ from .. import __version__, manual_seed, models, optim
 from ..data import Compose, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip
 from ..data.stats import channel_stats
 from ..serialization import save
+from ..autograd.anomaly import AnomalyError
 from ..training import Callback, Checkpoint, TrainingDiverged, evaluate, fit, resume
 from ..training.losses import get_loss
 from . import figures, runs
@@ -95,6 +96,9 @@ def add_parser(sub) -> None:
                    help="data-parallel training over the MPI ranks this command was started on (mpirun -np N numcnn "
                         "train --distributed ...; needs pip install 'numcnn[mpi]'): --batch-size stays the global "
                         "batch, split evenly over the ranks; only rank 0 prints and writes the run folder")
+    p.add_argument("--detect-anomaly", action="store_true",
+                   help="stop at the first operation whose output or gradient holds NaN/Inf, naming the operation, "
+                        "the module path, the epoch and the batch (slow: for debugging)")
     p.add_argument("--sync-bn", action="store_true",
                    help="with --distributed: BatchNorm layers normalise by the statistics of the global batch "
                         "(SyncBatchNorm) instead of each rank's share")
@@ -376,8 +380,9 @@ def run(args) -> int:
         callbacks = [DistributedTraining(world, rank_zero=writers, seed=seed)]
     try:
         history = fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer, loss_fn=loss_fn,
-                      scheduler=scheduler, callbacks=callbacks, history=history, verbose=not quiet, log=say)
-    except TrainingDiverged as e:
+                      scheduler=scheduler, callbacks=callbacks, history=history, verbose=not quiet, log=say,
+                      detect_anomaly=args.detect_anomaly)
+    except (TrainingDiverged, AnomalyError) as e:
         where = "" if world is None else f"rank {world.rank} of {world.size}: "
         print(f"numcnn train: {where}{e}", file=sys.stderr)
         return 1
