@@ -17,6 +17,7 @@ Train and use convolutional networks written in NumPy.
   numcnn export runs/convnet-fashion-mnist convnet.onnx
   numcnn summary --model resnet
   numcnn plot activations --out plots
+  numcnn bench --out bench            numcnn against PyTorch, side by side
 
 Run 'numcnn COMMAND --help' for the options of a command."""
 
@@ -32,12 +33,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    from . import evaluate, export, plot, predict, summary, train
+    from . import bench, evaluate, export, plot, predict, summary, train
 
     parser = Parser(prog="numcnn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"numcnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for module in (train, evaluate, predict, export, summary, plot):
+    for module in (train, evaluate, predict, export, summary, plot, bench):
         module.add_parser(sub)
     return parser
 

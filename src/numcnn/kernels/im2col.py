@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import workspace
+
 Pair = tuple[int, int]
 Padding2d = tuple[Pair, Pair]
 
@@ -42,25 +44,98 @@ def same_padding(kernel_size: Pair, dilation: Pair = (1, 1)) -> Padding2d:
     return (pads[0], pads[1])
 
 
-def _padded(x: np.ndarray, padding: Padding2d) -> np.ndarray:
+def _tap_range(size: int, out: int, offset: int, stride: int, pad_before: int) -> tuple[int, int, int]:
+    """Output positions [lo, hi) whose input index ``o*stride - pad_before + offset`` lies inside [0, size),
+    and the input index of position lo. Empty (lo >= hi) when the tap only ever sees padding."""
+    first = pad_before - offset
+    lo = max(0, -(-first // stride))
+    hi = min(out, (size - 1 + pad_before - offset) // stride + 1)
+    return lo, hi, lo * stride - pad_before + offset
+
+
+def _channel_major(x: np.ndarray) -> bool:
+    """Whether x (N, C, H, W) is a view of (C, N, H, W) memory, as conv2d_forward's output is."""
+    return x.shape[0] > 1 and x.shape[1] > 1 and x.strides[1] > x.strides[0]
+
+
+def _im2col_into(
+    x: np.ndarray,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Padding2d,
+    dilation: Pair,
+    out_hw: Pair,
+    out: np.ndarray,
+) -> np.ndarray:
+    """Write the columns of x (first ``out_hw`` output positions only) into ``out``, a C-contiguous
+    (C*R*S, N*Ho*Wo) array of x's dtype, and return it. Scratch memory comes from the workspace pool."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_size, stride, dilation, out_hw
     (top, bottom), (left, right) = padding
-    if top == bottom == left == right == 0:
-        return x
-    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    pad_buf = None
+    xp = x
+    if top or bottom or left or right:
+        hp, wp = h + top + bottom, w + left + right
+        # The padded copy keeps x's memory order, so both the copy and the window reads below run along
+        # contiguous rows whether x is plain NCHW or a conv output's (C, N, H, W) memory.
+        if _channel_major(x):
+            pad_buf = workspace.take((c, n, hp, wp), x.dtype)
+            xp = pad_buf.transpose(1, 0, 2, 3)
+        else:
+            pad_buf = workspace.take((n, c, hp, wp), x.dtype)
+            xp = pad_buf
+        # A pooled buffer holds stale values: only the border must be zero, the interior is overwritten.
+        xp[:, :, :top] = 0
+        xp[:, :, hp - bottom :] = 0
+        xp[:, :, top : top + h, :left] = 0
+        xp[:, :, top : top + h, wp - right :] = 0
+        xp[:, :, top : top + h, left : left + w] = x
+    # One read-only view: every window of the dilated kernel's extent, at every padded pixel.
+    win = sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
+    # Stride picks the window origins, dilation picks the taps inside each window: still a view.
+    win = win[:, :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, ::dh, ::dw]
+    # (N, C, Ho, Wo, R, S) -> (C, R, S, N, Ho, Wo): the single copy.
+    out.reshape(c, kh, kw, n, ho, wo)[...] = win.transpose(1, 4, 5, 0, 2, 3)
+    workspace.give(pad_buf)
+    return out
 
 
 def _im2col(
     x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Padding2d, dilation: Pair, out_hw: Pair
 ) -> np.ndarray:
-    """im2col keeping only the first ``out_hw`` output positions (a transposed conv can need fewer)."""
+    """im2col keeping only the first ``out_hw`` output positions (a transposed conv can need fewer).
+    Returns a fresh array."""
     n, c = x.shape[:2]
+    out = np.empty((c * kernel_size[0] * kernel_size[1], n * out_hw[0] * out_hw[1]), dtype=x.dtype)
+    return _im2col_into(x, kernel_size, stride, padding, dilation, out_hw, out)
+
+
+def _col2im_add(
+    cols: np.ndarray,
+    dx: np.ndarray,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Padding2d,
+    dilation: Pair,
+    out_hw: Pair,
+) -> None:
+    """dx += col2im(cols): dx is a (C, N, H, W) array (any strides), cols (C*R*S, N*Ho*Wo) C-contiguous."""
+    c, n, h, w = dx.shape
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_size, stride, dilation, out_hw
-    # One read-only view: every window of the dilated kernel's extent, at every padded pixel.
-    win = sliding_window_view(_padded(x, padding), (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    # Stride picks the window origins, dilation picks the taps inside each window: still a view.
-    win = win[:, :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, ::dh, ::dw]
-    # (N, C, Ho, Wo, R, S) -> (C, R, S, N, Ho, Wo); the reshape is the single copy.
-    return win.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
+    (top, _), (left, _) = padding
+    cols6 = cols.reshape(c, kh, kw, n, ho, wo)
+    # Each kernel tap (r, s) sends its columns to one strided sub-grid of the input; the taps overlap, so
+    # they are added one at a time (R*S slice-adds, never np.add.at). Positions that fall on the padding
+    # are clipped away here instead of being summed into a padded buffer and cropped.
+    for r in range(kh):
+        i0, i1, ih = _tap_range(h, ho, r * dh, sh, top)
+        if i0 >= i1:
+            continue
+        rows = slice(ih, ih + sh * (i1 - i0 - 1) + 1, sh)
+        for s in range(kw):
+            j0, j1, iw = _tap_range(w, wo, s * dw, sw, left)
+            if j0 < j1:
+                dx[:, :, rows, iw : iw + sw * (j1 - j0 - 1) + 1 : sw] += cols6[:, r, s, :, i0:i1, j0:j1]
 
 
 def _col2im(
@@ -74,20 +149,11 @@ def _col2im(
 ) -> np.ndarray:
     """col2im for columns that cover the first ``out_hw`` output positions (see ``_im2col``)."""
     n, c, h, w = x_shape
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_size, stride, dilation, out_hw
-    (top, bottom), (left, right) = padding
-    cols6 = cols.reshape(c, kh, kw, n, ho, wo)
     # The buffer is (C, N, H, W) like the columns, so each slice-add reads its source contiguously
     # (about 25% faster than an NCHW buffer); the caller gets an (N, C, H, W) view of it.
-    dx = np.zeros((c, n, h + top + bottom, w + left + right), dtype=cols.dtype)
-    # Each kernel tap (r, s) sends every column to one strided sub-grid of the padded input; the taps
-    # overlap each other, so they are added one at a time (R*S slice-adds, no np.add.at).
-    for r in range(kh):
-        rows = slice(r * dh, r * dh + sh * (ho - 1) + 1, sh)
-        for s in range(kw):
-            dx[:, :, rows, s * dw : s * dw + sw * (wo - 1) + 1 : sw] += cols6[:, r, s]
-    # Gradient that landed on the padding belongs to no input pixel.
-    return dx[:, :, top : top + h, left : left + w].transpose(1, 0, 2, 3)
+    dx = np.zeros((c, n, h, w), dtype=cols.dtype)
+    _col2im_add(np.ascontiguousarray(cols), dx, kernel_size, stride, padding, dilation, out_hw)
+    return dx.transpose(1, 0, 2, 3)
 
 
 def _output_hw(x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Padding2d, dilation: Pair):
@@ -102,8 +168,8 @@ def im2col(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Padding2d, d
 
     x: (N, C, H, W), any float dtype. kernel_size (R, S), stride (sh, sw), dilation (dh, dw), padding
     ((top, bottom), (left, right)) with zeros. Returns cols: (C*R*S, N*Ho*Wo), same dtype as x, laid out
-    as described in the module docstring. Built from a strided view of the padded input and one copy.
-    The result may be a read-only view of ``x`` when no copy is needed (a 1x1 kernel, stride 1, N=1).
+    as described in the module docstring. Built from a strided view of the padded input and one copy into
+    a fresh array.
     """
     ho, wo = _output_hw(x.shape, kernel_size, stride, padding, dilation)
     if ho <= 0 or wo <= 0:
@@ -122,7 +188,7 @@ def col2im(
     """The adjoint of ``im2col``: sum every column entry back onto the input pixel it was read from.
 
     cols: (C*R*S, N*Ho*Wo); x_shape (N, C, H, W). Returns dx: (N, C, H, W), same dtype as cols (a view of
-    a (C, N, H+pad, W+pad) buffer, not C-contiguous), such that
+    a (C, N, H, W) buffer, not C-contiguous), such that
     <im2col(x), cols> == <x, col2im(cols)> for every x. Pixels read by no window (stride > kernel, or the
     bottom/right rows a floor-divided stride skips) get 0.
     """

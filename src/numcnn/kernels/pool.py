@@ -146,6 +146,95 @@ def max_pool2d_forward(
     return y, indices
 
 
+def max_pool2d_values(
+    x: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair,
+    padding: IntPair,
+    dilation: IntPair = (1, 1),
+    ceil_mode: bool = False,
+) -> np.ndarray:
+    """The maxima of 2-D max pooling without their positions: y (N, C, Ho, Wo) in x's dtype, equal to
+    ``max_pool2d_forward(...)[0]``. A running ``np.maximum`` over the kh*kw strided window views; the
+    result keeps x's memory order. Pair it with ``max_pool2d_backward_from_values`` for training.
+    """
+    _check_4d(x.shape, "max_pool2d")
+    (kh, kw), (dh, dw) = kernel_size, dilation
+    (ho, wo), padded_hw = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    xp = _pad_plane(x, padding, padded_hw, -np.inf)
+    views = [_window_view(xp, i * dh, j * dw, (ho, wo), stride) for i in range(kh) for j in range(kw)]
+    if len(views) == 1:
+        return views[0].copy(order="K")
+    y = np.maximum(views[0], views[1])
+    for v in views[2:]:
+        np.maximum(y, v, out=y)  # NaN-propagating, like PyTorch's `val > max || isnan(val)`
+    return y
+
+
+_MASK_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def max_pool2d_backward_from_values(
+    dy: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair,
+    padding: IntPair,
+    dilation: IntPair = (1, 1),
+    ceil_mode: bool = False,
+) -> np.ndarray:
+    """Gradient of max pooling recomputed from its input x and output y, without stored indices.
+
+    dy, y: (N, C, Ho, Wo); x: (N, C, H, W). Returns dx like x (fresh, in x's memory order), equal to
+    ``max_pool2d_backward(dy, max_pool2d_forward(x, ...)[1], x.shape)``: each window's gradient goes to the
+    first element equal to its maximum in raster order. Windows whose maximum is NaN (PyTorch picks the
+    last NaN) or, with padding, -inf (PyTorch skips padding positions) fall back to the index path.
+    """
+    _check_4d(x.shape, "max_pool2d_backward")
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    if np.isnan(y).any() or ((ph or pw) and (y == -np.inf).any()):
+        _, idx = max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
+        return max_pool2d_backward(dy, idx, x.shape)
+    (ho, wo), padded_hw = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    h, w = x.shape[-2:]
+    xp = _pad_plane(x, padding, padded_hw, -np.inf)
+    offsets = [(i * dh, j * dw) for i in range(kh) for j in range(kw)]
+    # Windows tile the input without overlap when each stride covers its dilated kernel: every input
+    # element then gets at most one gradient, and each offset's share can be written instead of added.
+    tiled = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1 and (dh, dw) == (1, 1)
+    exact = tiled and (ph, pw) == (0, 0) and (sh, sw) == (kh, kw) and (h, w) == (ho * kh, wo * kw)
+    if exact:
+        dxp = np.empty_like(x)  # every element is written below
+    else:
+        dxp = np.zeros(xp.shape, dtype=dy.dtype)
+    uint = _MASK_UINT[dy.dtype.itemsize]
+    dy_bits = dy.view(uint)
+    unseen = None
+    for o, (oi, oj) in enumerate(offsets):
+        # First maximum in raster order: a window hits at the first offset whose value equals its max.
+        if o == len(offsets) - 1 and unseen is not None:
+            hit = unseen  # no NaN: some offset holds the max, and it is the only one left
+        else:
+            hit = np.equal(_window_view(xp, oi, oj, (ho, wo), (sh, sw)), y)
+            if unseen is None:
+                unseen = np.logical_not(hit)
+            else:
+                hit &= unseen
+                unseen ^= hit
+        # dy where hit, else +0.0, as bit masks: exact for every value and no per-element branch.
+        mask = hit.view(np.uint8).astype(uint)
+        np.negative(mask, out=mask)
+        target = _window_view(dxp, oi, oj, (ho, wo), (sh, sw))
+        if tiled:
+            np.bitwise_and(mask, dy_bits, out=target.view(uint))
+        else:
+            target += np.bitwise_and(mask, dy_bits, out=mask).view(dy.dtype)
+    if dxp.shape == x.shape:
+        return dxp
+    return np.ascontiguousarray(dxp[..., ph : ph + h, pw : pw + w])
+
+
 def max_pool2d_backward(dy: np.ndarray, indices: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
     """Gradient of max pooling: each ``dy`` element is added to the input position its index names.
 

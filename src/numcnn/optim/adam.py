@@ -47,7 +47,9 @@ def adam_update(
         else:
             grad = grad + weight_decay * param
 
-    _lerp_(exp_avg, grad, 1 - beta1)
+    # Two scratch arrays for the whole update (no other temporaries): ``tmp`` serves the lerp, then the
+    # update; ``sq`` the squared gradient, then the denominator.
+    tmp = _lerp_(exp_avg, grad, 1 - beta1)
     exp_avg_sq *= beta2
     # addcmul_(grad, grad, value=c) evaluates (c * grad) * grad
     sq = grad * (1 - beta2)
@@ -66,7 +68,7 @@ def adam_update(
     denom /= bias_correction2_sqrt
     denom += eps
     # addcdiv_(exp_avg, denom, value=-step_size) evaluates (value * exp_avg) / denom
-    update = exp_avg * -step_size
+    update = np.multiply(exp_avg, -step_size, out=tmp)
     update /= denom
     param += update
 

@@ -32,20 +32,22 @@ def _as_array(obj: Any) -> np.ndarray:
     return obj if isinstance(obj, np.ndarray) else obj.data
 
 
-def _lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
+def _lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarray | None = None) -> np.ndarray:
     """``start <- start + weight * (end - start)`` in place, rounded like ``torch.lerp_``.
 
     torch switches formula at |weight| = 0.5 so that the result is exact at weight 1;
-    follow it so moving averages agree to the last bit more often.
+    follow it so moving averages agree to the last bit more often. ``scratch`` (start's shape and dtype)
+    holds the temporary when given; the temporary is returned so the caller can reuse its memory.
     """
     w = start.dtype.type(weight)
-    diff = np.subtract(end, start)
+    diff = np.subtract(end, start, out=scratch)
     if abs(w) < 0.5:
         diff *= w
         start += diff
     else:
         diff *= start.dtype.type(1) - w
         np.subtract(end, diff, out=start)
+    return diff
 
 
 class _RequiredParameter:

@@ -11,14 +11,17 @@ from ._checks import as_tuple, check_tensor
 class _MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, dilation, ceil_mode):
-        y, idx = K.max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode)
-        ctx.indices = idx
-        ctx.x_shape = x.shape
+        # Only the maxima: backward finds the arg-max again from x and y, so inference pays for no indices.
+        y = K.max_pool2d_values(x, kernel, stride, padding, dilation, ceil_mode)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(x, y)
+            ctx.conf = (kernel, stride, padding, dilation, ceil_mode)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        return K.max_pool2d_backward(g, ctx.indices, ctx.x_shape)
+        x, y = ctx.saved_tensors
+        return K.max_pool2d_backward_from_values(g, x, y, *ctx.conf)
 
 
 class _AvgPool2d(Function):
