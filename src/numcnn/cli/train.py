@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, manual_seed, models, optim
+from ..autograd.anomaly import AnomalyError
 from ..data import Compose, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip
 from ..data.stats import channel_stats
 from ..serialization import save
-from ..autograd.anomaly import AnomalyError
 from ..training import Callback, Checkpoint, TrainingDiverged, evaluate, fit, resume
 from ..training.losses import get_loss
 from . import figures, runs
