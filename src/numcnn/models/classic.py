@@ -36,7 +36,7 @@ class ShallowNet(nn.Sequential):
         ]))
 
 
-@register("lenet5", make_recipe("adam", 3e-3, scheduler="onecycle", max_lr=3e-3, batch_size=100, epochs=3),
+@register("lenet5", make_recipe("adam", 3e-3, scheduler="onecycle", max_lr=3e-3, batch_size=100, epochs=10),
           "LeNet-5: conv5x5(6) tanh avgpool, conv5x5(16) tanh avgpool, conv5x5(120) tanh, fc 84 tanh, fc")
 class LeNet5(nn.Sequential):
     """LeCun et al. (1998) with tanh and average pooling. C1 pads by 2 so that a 28x28 image plays the role
