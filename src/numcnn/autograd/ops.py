@@ -168,7 +168,8 @@ class Log(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
-        return np.log(a)
+        with np.errstate(divide="ignore"):  # log(0) = -inf, silently, as in PyTorch
+            return np.log(a)
 
     @staticmethod
     def backward(ctx, g):
