@@ -21,6 +21,7 @@ import numcnn.nn.functional as F
 from numcnn.data import FashionMNIST
 from numcnn.kernels.im2col import im2col as numcnn_im2col
 from numcnn.utils import summary
+from numcnn.utils.visualize import pyplot as _pyplot
 
 
 def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
@@ -81,18 +82,6 @@ def _best_time(fn, repeats: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def section_output_size() -> int:

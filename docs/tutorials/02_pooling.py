@@ -19,6 +19,7 @@ import numpy as np
 import numcnn as nc
 import numcnn.nn.functional as F
 from numcnn.data import FashionMNIST
+from numcnn.utils.visualize import pyplot as _pyplot
 
 
 def pool_by_hand(x: np.ndarray, k: int, stride: int, mode: str) -> np.ndarray:
@@ -63,18 +64,6 @@ def numcnn_pool(x: np.ndarray, dy: np.ndarray, k: int, stride: int, mode: str) -
 
 def _grid(a: np.ndarray, indent: str = "     ") -> str:
     return "\n".join(indent + " ".join(f"{v:5.2f}" for v in row) for row in a)
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def compare(name: str, x: np.ndarray, dy: np.ndarray, k: int, stride: int, mode: str, show: bool) -> dict:

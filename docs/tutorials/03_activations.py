@@ -19,6 +19,7 @@ import numcnn as nc
 import numcnn.nn as nn
 import numcnn.nn.functional as F
 from numcnn.data import FashionMNIST
+from numcnn.utils.visualize import pyplot as _pyplot
 
 SLOPE = 0.1  # LeakyReLU's slope for negative inputs; PyTorch's default is 0.01, 0.1 is visible on a plot
 
@@ -55,18 +56,6 @@ def deep_net(activation: type, depth: int, width: int) -> nn.Sequential:
         layers += [linear, activation()]
         fan_in = width
     return nn.Sequential(*layers, nn.Linear(width, 10))
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def main(argv: list[str] | None = None) -> dict:

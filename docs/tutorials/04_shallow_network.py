@@ -22,6 +22,7 @@ import numcnn as nc
 import numcnn.nn.functional as F
 from numcnn.data import FashionMNIST
 from numcnn.models import get as get_model
+from numcnn.utils.visualize import pyplot as _pyplot
 
 
 def shallow_net(channels: int) -> nc.nn.Module:
@@ -108,18 +109,6 @@ def autograd_grads(model) -> dict:
 
 def one_hot(labels: np.ndarray, dtype) -> np.ndarray:
     return np.eye(10, dtype=dtype)[labels]
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def main(argv: list[str] | None = None) -> dict:

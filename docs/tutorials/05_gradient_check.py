@@ -21,6 +21,7 @@ import numcnn as nc
 import numcnn.nn as nn
 import numcnn.nn.functional as F
 from numcnn.utils import gradcheck
+from numcnn.utils.visualize import pyplot as _pyplot
 
 
 def numerical_gradient(loss: Callable[[], float], a: np.ndarray, eps: float) -> np.ndarray:
@@ -93,18 +94,6 @@ def cases(dtype, rng: np.random.Generator, size: int) -> dict:
         "MaxPool2d (2x2)": (lambda: F.max_pool2d(x_pool, 2), {"x": x_pool}),
         "AvgPool2d (2x2)": (lambda: F.avg_pool2d(x_pool, 2), {"x": x_pool}),
     }
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -21,6 +21,7 @@ import numcnn as nc
 import numcnn.nn as nn
 import numcnn.nn.functional as F
 from numcnn.data import FashionMNIST
+from numcnn.utils.visualize import pyplot as _pyplot
 
 # ---------------------------------------------------------------------------------------------------------
 # 1. The update rules, as PyTorch (and so numcnn) define them. g is the gradient, s the optimizer's state.
@@ -215,18 +216,6 @@ def overfitting(train, test, epochs: int, every: int) -> dict:
                     curve[f"{split}_accuracy"].append(acc)
         runs[name] = curve
     return runs
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def main(argv: list[str] | None = None) -> dict:

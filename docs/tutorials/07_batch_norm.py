@@ -22,6 +22,7 @@ import numcnn.nn as nn
 import numcnn.nn.functional as F
 from numcnn.data import FashionMNIST
 from numcnn.models import get as get_model
+from numcnn.utils.visualize import pyplot as _pyplot
 
 
 def lenet5(batchnorm: bool) -> nn.Module:
@@ -49,18 +50,6 @@ def batch_norm_eval_by_hand(x, gamma, beta, running_mean, running_var, eps=1e-5)
     """The same affine map for every batch: the running statistics replace the batch's."""
     scale = gamma / np.sqrt(running_var + eps)
     return scale[:, None, None] * (x - running_mean[:, None, None]) + beta[:, None, None]
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def section_formulas(rng) -> dict:

@@ -23,6 +23,7 @@ from numcnn import models
 from numcnn.data import Compose, DataLoader, FashionMNIST, Normalize, Subset, ToTensor
 from numcnn.training import evaluate, fit, predict
 from numcnn.utils import summary
+from numcnn.utils.visualize import pyplot as _pyplot
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST's training-set pixel mean and standard deviation (of x / 255)
 
@@ -66,18 +67,6 @@ def train_and_score(name: str, model: nn.Module, train_loader: DataLoader, test_
     print(f"   test accuracy {result.accuracy:.2%} on {result.n} images (from the confusion matrix: {by_hand:.2%}),"
           f" test loss {result.loss:.4f}, {seconds:.1f} s")
     return {"history": history, "eval": result, "accuracy_from_confusion": float(by_hand), "seconds": seconds}
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -24,6 +24,7 @@ import numcnn.nn.functional as F
 from numcnn import models
 from numcnn.data import FashionMNIST
 from numcnn.utils import summary
+from numcnn.utils.visualize import pyplot as _pyplot
 
 MEAN, STD = 0.2860, 0.3530
 
@@ -185,18 +186,6 @@ def section_resnet(args, train, test) -> dict:
     accuracy = correct / n_test
     print(f"   test accuracy {accuracy:.2%} on {n_test} images")
     return {"resnet_losses": losses, "resnet_test_accuracy": accuracy, "resnet_params": info.total_params}
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -23,6 +23,7 @@ from numcnn import models
 from numcnn.data import MNIST, Compose, DataLoader, FashionMNIST, Normalize, Subset, ToTensor, random_split
 from numcnn.training import evaluate, fit, predict
 from numcnn.utils import summary
+from numcnn.utils.visualize import pyplot as _pyplot
 
 MNIST_SUBSET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist-subset"
 
@@ -89,18 +90,6 @@ def run(name: str, train_full, test, tf, limit: int | None, epochs: int, out_dir
     return {"history": history, "test_accuracy": result.accuracy, "test_loss": result.loss,
             "predict_accuracy": score, "probability_row_sum_error": float(np.abs(probs.sum(1) - 1).max()),
             "reload_max_abs_diff": reload_gap}
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def main(argv: list[str] | None = None) -> dict:

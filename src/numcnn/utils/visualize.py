@@ -78,3 +78,16 @@ def conv_feature_maps(model, x) -> list[tuple[str, np.ndarray]]:
         for h in handles:
             h.remove()
     return maps
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib (the [cli] extra) is not
+    installed: for scripts and tutorials that draw figures only when they can."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
