@@ -49,7 +49,10 @@ def reference(raw: bytes):
         if math.prod(shape) * np.dtype(NUMPY[dt]).itemsize != offs[1] - offs[0]:
             return None
         spans.append(tuple(offs))
-        out[name] = np.frombuffer(data[offs[0] : offs[1]], dtype=NUMPY[dt]).reshape(shape)
+        try:
+            out[name] = np.frombuffer(data[offs[0] : offs[1]], dtype=NUMPY[dt]).reshape(shape)
+        except ValueError:  # e.g. shape [0, 2**62]: zero bytes, but dimensions NumPy cannot represent
+            return None
     # The tensors must tile the data section exactly: no gap, no overlap, nothing left over.
     pos = 0
     for a, b in sorted(spans):
