@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from finite_diff import numgrad
 from numcnn.kernels.conv import (
     col2im,
     conv2d_backward_bias,
@@ -360,20 +361,9 @@ def test_conv_transpose2d_im2col_matches_naive(case, seed):
 
 # ------------------------------------------------------------------------------------------------
 # central finite differences (float64): the backward kernels are the gradients of sum(dy * forward)
+# (each loss is linear in each array, so h = 1e-3 is exact up to rounding)
 
 
-def _numerical_grad(loss, a, h=1e-3):
-    # Each loss is linear in each array, so the central difference is exact up to rounding.
-    grad = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        orig = a[idx]
-        a[idx] = orig + h
-        plus = loss()
-        a[idx] = orig - h
-        minus = loss()
-        a[idx] = orig
-        grad[idx] = (plus - minus) / (2 * h)
-    return grad
 
 
 CONV_FD_CASES = {
@@ -393,9 +383,9 @@ def test_conv2d_gradients_match_finite_differences(algorithm, case):
 
     dx = conv2d_backward_input(dy, w, x.shape, *case.geometry, algorithm=algorithm)
     dw = conv2d_backward_weight(dy, x, w.shape, *case.geometry, algorithm=algorithm)
-    np.testing.assert_allclose(dx, _numerical_grad(loss, x), rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(dw, _numerical_grad(loss, w), rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(conv2d_backward_bias(dy), _numerical_grad(loss, b), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(dx, numgrad(loss, x, h=1e-3), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(dw, numgrad(loss, w, h=1e-3), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(conv2d_backward_bias(dy), numgrad(loss, b, h=1e-3), rtol=1e-7, atol=1e-9)
 
 
 TRANSPOSE_FD_CASES = {
@@ -418,8 +408,8 @@ def test_conv_transpose2d_gradients_match_finite_differences(algorithm, case):
 
     dx = conv_transpose2d_backward_input(dy, w, x.shape, *case.geometry, algorithm=algorithm)
     dw = conv_transpose2d_backward_weight(dy, x, w.shape, *case.geometry, algorithm=algorithm)
-    np.testing.assert_allclose(dx, _numerical_grad(loss, x), rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(dw, _numerical_grad(loss, w), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(dx, numgrad(loss, x, h=1e-3), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(dw, numgrad(loss, w, h=1e-3), rtol=1e-7, atol=1e-9)
 
 
 # ------------------------------------------------------------------------------------------------

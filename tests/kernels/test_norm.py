@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from finite_diff import numgrad
 from numcnn.kernels.norm import (
     batch_norm_backward,
     batch_norm_eval_backward,
@@ -21,18 +22,6 @@ F = torch.nn.functional
 LAYOUTS = {"NC": (0,), "NCL": (0, 2), "NCHW": (0, 2, 3)}
 
 
-def numgrad(f, x, h=1e-6):
-    """Central differences of the scalar f() with respect to the array x, perturbed in place."""
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + h
-        up = f()
-        x[i] = old - h
-        down = f()
-        x[i] = old
-        g[i] = (up - down) / (2 * h)
-    return g
 
 
 def grad_atol(dy, invstd, gamma):

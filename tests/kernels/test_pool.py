@@ -5,6 +5,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from finite_diff import vjp_numgrad
 from numcnn.kernels.pool import (
     adaptive_avg_pool2d_backward,
     adaptive_avg_pool2d_forward,
@@ -19,18 +20,6 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 
-def numgrad(f, x, dy, h=1e-6):
-    """Central differences of sum(f(x) * dy) with respect to x (float64)."""
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + h
-        up = np.sum(f(x) * dy)
-        x[i] = old - h
-        down = np.sum(f(x) * dy)
-        x[i] = old
-        g[i] = (up - down) / (2 * h)
-    return g
 
 
 @st.composite
@@ -173,7 +162,7 @@ def test_max_pool_backward_finite_differences(rng):
     dy = rng.standard_normal(y.shape)
     dx = max_pool2d_backward(dy, idx, x.shape)
     assert y.dtype == np.float64 and dx.dtype == np.float64
-    np.testing.assert_allclose(dx, numgrad(lambda a: max_pool2d_forward(a, **kw)[0], x, dy), atol=1e-8)
+    np.testing.assert_allclose(dx, vjp_numgrad(lambda a: max_pool2d_forward(a, **kw)[0], x, dy), atol=1e-8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -253,7 +242,7 @@ def test_avg_pool_backward_finite_differences(rng, count_include_pad):
     dy = rng.standard_normal(y.shape)
     dx = avg_pool2d_backward(dy, x.shape, **kw)
     assert y.dtype == np.float64 and dx.dtype == np.float64
-    np.testing.assert_allclose(dx, numgrad(lambda a: avg_pool2d_forward(a, **kw), x, dy), atol=1e-8)
+    np.testing.assert_allclose(dx, vjp_numgrad(lambda a: avg_pool2d_forward(a, **kw), x, dy), atol=1e-8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -303,4 +292,4 @@ def test_adaptive_avg_pool_backward_finite_differences(rng, out):
     dy = rng.standard_normal(y.shape)
     dx = adaptive_avg_pool2d_backward(dy, x.shape)
     assert y.dtype == np.float64 and dx.dtype == np.float64
-    np.testing.assert_allclose(dx, numgrad(lambda a: adaptive_avg_pool2d_forward(a, out), x, dy), atol=1e-8)
+    np.testing.assert_allclose(dx, vjp_numgrad(lambda a: adaptive_avg_pool2d_forward(a, out), x, dy), atol=1e-8)
