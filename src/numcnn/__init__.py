@@ -4,10 +4,12 @@ import numpy as _np
 
 __version__ = "0.1.0"
 
-from ._config import get_num_threads, manual_seed, set_num_threads
+from ._config import get_num_threads, manual_seed, set_num_threads, tune_malloc_from_env
 from .autograd import Tensor, cat, enable_grad, is_grad_enabled, no_grad, stack, tensor, where
 from .autograd.creation import arange, empty, full, ones, ones_like, rand, randint, randn, zeros, zeros_like
 from .serialization import load, save
+
+tune_malloc_from_env()  # see numcnn/_config/malloc.py: freed activations stay mapped for the next step
 
 float32 = _np.dtype(_np.float32)
 float64 = _np.dtype(_np.float64)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .malloc import malloc_tuned, tune_malloc, tune_malloc_from_env  # noqa: F401 - re-exported
+
 DEFAULT_DTYPE = np.dtype(np.float32)
 
 _state = {"generator": np.random.default_rng(0), "threadpool": None}
