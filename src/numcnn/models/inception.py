@@ -21,6 +21,8 @@ from .registry import make_recipe, register
 class BasicConv2d(nn.Module):
     """conv (no bias) -> BatchNorm2d (eps 1e-3, as torchvision's GoogLeNet) -> ReLU."""
 
+    _fusable = (("conv", "bn"),)
+
     def __init__(self, cin: int, cout: int, kernel_size: int, padding: int = 0):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel_size, padding=padding, bias=False)

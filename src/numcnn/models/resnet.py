@@ -32,6 +32,7 @@ class BasicBlock(nn.Module):
     x: (N, inplanes, H, W) -> (N, planes, H / stride, W / stride)."""
 
     expansion = 1
+    _fusable = (("conv1", "bn1"), ("conv2", "bn2"))  # numcnn.nn.utils.fuse folds these pairs
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -55,6 +56,7 @@ class Bottleneck(nn.Module):
     1x1 expand to ``planes * 4``, plus the shortcut. x: (N, inplanes, H, W) -> (N, 4 planes, H/stride, W/stride)."""
 
     expansion = 4
+    _fusable = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -88,6 +90,8 @@ class ResNet(nn.Module):
     (start each block's last BN at weight 0, so every block begins as the identity, as torchvision's option).
     Convolutions are initialised as torchvision does: Kaiming-normal, fan_out, ReLU gain.
     """
+
+    _fusable = (("conv1", "bn1"),)
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, blocks_per_stage: int | tuple = 2,
                  bottleneck: bool = False, zero_init_residual: bool = False):

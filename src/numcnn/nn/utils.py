@@ -1,4 +1,4 @@
-"""nn.utils: gradient clipping and the textbook L1/L2 penalties."""
+"""nn.utils: gradient clipping, the textbook L1/L2 penalties, and BatchNorm folding for inference (``fuse``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..autograd.tensor import Tensor
+from .fusion import fuse, fuse_conv_bn_eval, fuse_linear_bn_eval  # noqa: F401 - re-exported
 
 
 def _params(parameters) -> list[Tensor]:
