@@ -442,7 +442,7 @@ def test_every_kernel_preserves_dtype(algorithm, dtype):
             im2col(x, case.kernel, case.stride, case.padding, case.dilation),
         ]
         outs.append(col2im(outs[-1], x.shape, case.kernel, case.stride, case.padding, case.dilation))
-        return outs + ([] if cols is None else [cols])
+        return outs + ([] if cols is None else [c for _, _, c in cols])
 
     ref = run(x64, w64, b64, dy64, tx64, tw64, tb64, tdy64)
     for out, expected in zip(run(x, w, b, dy, tx, tw, tb, tdy), ref, strict=True):

@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--reps", type=int, default=20, help="timed repetitions per measurement (default: 20)")
     parser.add_argument("--batch", type=int, default=100, help="batch size of layers and training steps")
     parser.add_argument("--threads", type=int, default=None,
-                        help="BLAS and PyTorch threads (default: the BLAS pool's current size)")
+                        help="numcnn, BLAS and PyTorch threads (default: numcnn.get_num_threads(), the CPUs "
+                             "this process may use)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes and 3 repetitions: checks that it runs and that outputs agree")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=None, help="run only these sections")
@@ -81,12 +82,15 @@ def _settings(use_torch: bool, threads: int | None, stack: contextlib.ExitStack)
 
     if threads:
         stack.enter_context(threadpool_limits(limits=threads))
+        stack.callback(numcnn.set_num_threads, numcnn.get_num_threads())
+        numcnn.set_num_threads(threads)
     blas = [{k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "threading_layer")}
             for info in threadpool_info() if info.get("user_api") == "blas"]
     meta = {
         "numcnn": numcnn.__version__, "numpy": np.__version__, "python": platform.python_version(),
         "machine": platform.machine(), "cpus": os.cpu_count(), "blas": blas,
-        "blas_threads": numcnn.get_num_threads(), "env": {k: os.environ.get(k) for k in ENV_VARS},
+        "blas_threads": numcnn._config.get_num_threads(), "numcnn_threads": numcnn.get_num_threads(),
+        "env": {k: os.environ.get(k) for k in ENV_VARS},
         "numcnn_memory_budget_mb": workspace.get_memory_budget() / 2**20,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -159,8 +163,10 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     for info in meta["blas"]:
         print(f"  BLAS: {info['internal_api']} {info['version']} ({info['architecture']}), "
               f"{info['num_threads']} threads")
+    print(f"  numcnn kernel threads: {meta['numcnn_threads']} (batch chunks shared out over threads, each with "
+          "single-threaded GEMMs; numcnn.kernels.parallel)")
     if use_torch:
-        print(f"  PyTorch threads: {meta['torch_threads']} (set to the BLAS thread count)")
+        print(f"  PyTorch threads: {meta['torch_threads']} (set to numcnn's thread count)")
     env = ", ".join(f"{k}={v}" for k, v in meta["env"].items() if v is not None)
     print(f"  environment: {env or 'none of ' + ', '.join(ENV_VARS) + ' is set'}")
     print(f"  numcnn workspace budget: {meta['numcnn_memory_budget_mb']:.0f} MiB; medians of >= {reps} "

@@ -168,6 +168,9 @@ def rss_child(lib: str, name: str, n: int, threads: int | None) -> dict:
     if lib == "numcnn":
         import numcnn
         from numcnn.nn import functional  # noqa: F401  (what a step imports, before the baseline)
+
+        if threads:
+            numcnn.set_num_threads(threads)
     else:
         import torch
 

@@ -26,12 +26,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from . import workspace
+from . import parallel, workspace
 from .im2col import (
     Padding2d,
     Pair,
     _col2im_add,
-    _im2col,
     _im2col_into,
     col2im,
     conv_output_size,
@@ -41,6 +40,7 @@ from .im2col import (
 
 __all__ = [
     "ALGORITHMS",
+    "Columns",
     "col2im",
     "conv2d_backward_bias",
     "conv2d_backward_input",
@@ -168,18 +168,40 @@ def _conv2d_backward_weight_naive(dy, x, w_shape, stride, padding, dilation, gro
 
 
 # ----------------------------------------------------------------------------------------------------
-# im2col + GEMM, over the batch in chunks
+# im2col + GEMM, over the batch in chunks, chunks shared out over threads
 #
 # The column matrix of a whole batch is large (236 MB for 64->64 3x3 on 32x32 at batch 100) and writing it
 # out to memory and reading it back costs as much as the GEMM. So the batch is cut into chunks whose
-# columns stay small (``workspace.chunk_size``: a function of the shapes and the budget only, so equal
-# settings give equal bits); each chunk is unfolded into one reused buffer and multiplied at once.
-# Backward rebuilds the columns chunk by chunk from x instead of keeping them alive, unless the whole
-# batch fits in one chunk, in which case the forward's columns are handed over (``return_cols``).
+# columns stay small (``workspace.batch_chunks``: a function of the shapes and the budget only, so equal
+# settings give equal bits), and the chunks run on the kernel threads (``parallel.run``), each unfolding
+# its chunk into its own pooled buffer and multiplying it with a single-threaded GEMM. Every chunk writes
+# its own slice of the output; grad-weight's per-chunk products are summed in chunk order, so the thread
+# count never changes a result. The forward lends its chunks' columns to the backward (``return_cols``)
+# when they are small enough to keep (``_keep_limit``); otherwise backward rebuilds them chunk by chunk.
 #
 # GEMM operand order is chosen for OpenBLAS: a product whose result has few rows and a long reduction
 # (dY (K, L) @ cols.T (L, C*R*S)) runs up to 20x slower than the same product computed transposed,
 # cols (C*R*S, L) @ dY.T (L, K), so grad-weight is formed as the latter and transposed (a tiny copy).
+
+
+class Columns(list):
+    """The forward's column matrices, one per batch chunk: ``[(n0, n1, cols (C*R*S, (n1-n0)*Ho*Wo)), ...]``.
+
+    Pooled memory lent to the caller of ``conv2d_forward(..., return_cols=True)``: pass it to
+    ``conv2d_backward_weight(cols=...)``, then ``release()`` it (or drop it: it is then simply freed).
+    """
+
+    def release(self) -> None:
+        """File the column buffers back into the workspace pool; the object is empty afterwards."""
+        for _, _, cols in self:
+            workspace.give(cols)
+        self.clear()
+
+
+def _keep_limit() -> int:
+    # Columns up to the pool's size are kept from forward to backward: 31 MB for the convnet's 16->32 5x5
+    # layer at batch 100 (saves rebuilding them, 3 ms), never the 236 MB of a 64->64 3x3 layer on 32x32.
+    return workspace.pool_limit()
 
 
 def _grouped(a: np.ndarray, groups: int) -> np.ndarray:
@@ -201,38 +223,34 @@ def _dy_matrix(dy: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return buf.reshape(k, n * ho * wo), buf
 
 
-def _chunk_cols(buf: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """A C-contiguous (rows, cols) view of the front of a flat scratch buffer."""
-    return buf[: rows * cols].reshape(rows, cols)
-
-
 def _conv2d_im2col(x, w, b, stride, padding, dilation, groups, out_hw, keep_cols):
     n, c = x.shape[:2]
     k, _, kh, kw = w.shape
     hw = out_hw[0] * out_hw[1]
     rows = c * kh * kw
     w_g = _grouped(w.astype(x.dtype, copy=False).reshape(k, -1), groups)
+    bias = None if b is None else b.astype(x.dtype, copy=False)[:, None]
     y = np.empty((k, n, *out_hw), dtype=x.dtype)
     y2 = y.reshape(k, n * hw)
-    nb = workspace.chunk_size(n, rows * hw * x.itemsize)
-    cols = None
-    if nb >= n and keep_cols:
-        # One chunk and a backward to come: fresh columns, lent to the caller for grad-weight.
-        cols = _im2col(x, (kh, kw), stride, padding, dilation, out_hw)
-        np.matmul(w_g, _grouped(cols, groups), out=_grouped(y2, groups))
-    else:
-        buf = workspace.take((rows * min(nb, n) * hw,), x.dtype)
-        for n0 in range(0, n, nb):
-            n1 = min(n, n0 + nb)
-            chunk = _im2col_into(
-                x[n0:n1], (kh, kw), stride, padding, dilation, out_hw, _chunk_cols(buf, rows, (n1 - n0) * hw)
-            )
-            np.matmul(w_g, _grouped(chunk, groups), out=_grouped(y2[:, n0 * hw : n1 * hw], groups))
-        workspace.give(buf)
-    if b is not None:
-        y2 += b.astype(x.dtype, copy=False)[:, None]
+    keep = keep_cols and n * rows * hw * x.itemsize <= _keep_limit()
+
+    def chunk(bounds):
+        n0, n1 = bounds
+        cols = _im2col_into(
+            x[n0:n1], (kh, kw), stride, padding, dilation, out_hw, workspace.take((rows, (n1 - n0) * hw), x.dtype)
+        )
+        out = y2[:, n0 * hw : n1 * hw]
+        np.matmul(w_g, _grouped(cols, groups), out=_grouped(out, groups))
+        if bias is not None:
+            out += bias
+        if keep:
+            return n0, n1, cols
+        workspace.give(cols)
+        return None
+
+    kept = parallel.run(chunk, workspace.batch_chunks(n, rows * hw * x.itemsize))
     # (K, N, Ho, Wo) viewed as (N, K, Ho, Wo): no copy, the result is not C-contiguous.
-    return y.transpose(1, 0, 2, 3), cols
+    return y.transpose(1, 0, 2, 3), (Columns(kept) if keep else None)
 
 
 def _conv2d_backward_input_grid(dy, w, x_shape, padding, dilation, groups):
@@ -244,7 +262,7 @@ def _conv2d_backward_input_grid(dy, w, x_shape, padding, dilation, groups):
     gradients at every grid index, and each tap's share is added to the input gradient as one shifted
     slice of whole rows (instead of Ho*N*C short rows). The GEMM does Hp*Wp/(Ho*Wo) times the useful
     work on the zero padding, which the long vectorised adds repay (10.5 -> 8 ms for 16->32 5x5 on 14x14,
-    77 -> 59 ms for 64->64 3x3 on 32x32, batch 100).
+    77 -> 59 ms for 64->64 3x3 on 32x32, batch 100, one thread).
     """
     n, c, h, wd = x_shape
     k, _, kh, kw = w.shape
@@ -258,22 +276,21 @@ def _conv2d_backward_input_grid(dy, w, x_shape, padding, dilation, groups):
     wt_g = _grouped(w.reshape(k, -1), groups).transpose(0, 2, 1)  # (G, C/G*R*S, K/G)
     depthwise = groups == c == k
     w_taps = w.reshape(c, kh * kw) if depthwise else None
-    nb = workspace.chunk_size(n, rows * plane * dy.itemsize)
-    mb = min(nb, n)
-    dy_grid = workspace.take((k, mb, hp, wp), dy.dtype)
-    dy_grid.fill(0)  # only [:Ho, :Wo] is rewritten below; the rest must read as zero gradient
-    dcols = workspace.take((rows, mb * plane), dy.dtype)
-    dx_grid = workspace.take((c, mb, hp, wp), dy.dtype)
     dx = np.empty((c, n, h, wd), dtype=dy.dtype)
     dy_k = dy.transpose(1, 0, 2, 3)
-    for n0 in range(0, n, nb):
-        n1 = min(n, n0 + nb)
+
+    def chunk(bounds):
+        n0, n1 = bounds
         m = n1 - n0
         valid = m * plane - span  # grid indices whose every tap stays inside the chunk
-        dy_grid[:, :m, :ho, :wo] = dy_k[:, n0:n1]
-        g = dy_grid[:, :m].reshape(k, m * plane)
-        grid = dx_grid[:, :m].reshape(c, m * plane)
+        dy_grid = workspace.take((k, m, hp, wp), dy.dtype)
+        dy_grid.fill(0)  # only [:Ho, :Wo] is rewritten below; the rest must read as zero gradient
+        dy_grid[:, :, :ho, :wo] = dy_k[:, n0:n1]
+        g = dy_grid.reshape(k, m * plane)
+        dx_grid = workspace.take((c, m, hp, wp), dy.dtype)
+        grid = dx_grid.reshape(c, m * plane)
         grid.fill(0)
+        dcols = workspace.take((rows, m * plane), dy.dtype)
         if depthwise:
             # One weight per channel and tap: a per-row scale of dY, no GEMM of inner dimension 1.
             tmp = dcols[:c, :valid]
@@ -282,13 +299,14 @@ def _conv2d_backward_input_grid(dy, w, x_shape, padding, dilation, groups):
                 grid[:, off : off + valid] += tmp
         else:
             np.matmul(wt_g, _grouped(g[:, :valid], groups), out=_grouped(dcols[:, :valid], groups))
-            taps = dcols.reshape(c, kh * kw, mb * plane)
+            taps = dcols.reshape(c, kh * kw, m * plane)
             for t, off in enumerate(offsets):
                 grid[:, off : off + valid] += taps[:, t, :valid]
-        dx[:, n0:n1] = dx_grid[:, :m, top : top + h, left : left + wd]
-    workspace.give(dy_grid)
-    workspace.give(dcols)
-    workspace.give(dx_grid)
+        dx[:, n0:n1] = dx_grid[:, :, top : top + h, left : left + wd]
+        for buf in (dy_grid, dx_grid, dcols):
+            workspace.give(buf)
+
+    parallel.run(chunk, workspace.batch_chunks(n, rows * plane * dy.itemsize))
     return dx.transpose(1, 0, 2, 3)
 
 
@@ -303,14 +321,15 @@ def _conv2d_backward_input_im2col(dy, w, x_shape, stride, padding, dilation, gro
     dy_mat, dy_buf = _dy_matrix(dy)
     # (C, N, H, W) like the columns, so each slice-add of col2im reads and writes along contiguous rows.
     dx = np.zeros((c, n, h, wd), dtype=dy.dtype)
-    nb = workspace.chunk_size(n, rows * hw * dy.itemsize)
-    buf = workspace.take((rows * min(nb, n) * hw,), dy.dtype)
-    for n0 in range(0, n, nb):
-        n1 = min(n, n0 + nb)
-        dcols = _chunk_cols(buf, rows, (n1 - n0) * hw)
+
+    def chunk(bounds):
+        n0, n1 = bounds
+        dcols = workspace.take((rows, (n1 - n0) * hw), dy.dtype)
         np.matmul(wt_g, _grouped(dy_mat[:, n0 * hw : n1 * hw], groups), out=_grouped(dcols, groups))
         _col2im_add(dcols, dx[:, n0:n1], (kh, kw), stride, padding, dilation, out_hw)
-    workspace.give(buf)
+        workspace.give(dcols)
+
+    parallel.run(chunk, workspace.batch_chunks(n, rows * hw * dy.itemsize))
     workspace.give(dy_buf)
     return dx.transpose(1, 0, 2, 3)
 
@@ -320,27 +339,32 @@ def _conv2d_backward_weight_im2col(dy, x, cols, w_shape, stride, padding, dilati
     hw = out_hw[0] * out_hw[1]
     dy_mat, dy_buf = _dy_matrix(dy)
     if cols is not None:
-        dw_t = np.matmul(
-            _grouped(cols.astype(dy.dtype, copy=False), groups), _grouped(dy_mat, groups).transpose(0, 2, 1)
-        )
+        if isinstance(cols, np.ndarray):
+            cols = [(0, dy.shape[0], cols)]
+        parts = [(n0, n1, c) for n0, n1, c in cols]
     else:
         n, c = x.shape[:2]
         rows = c * kh * kw
-        nb = workspace.chunk_size(n, rows * hw * x.itemsize)
-        buf = workspace.take((rows * min(nb, n) * hw,), x.dtype)
-        dw_t = None
-        for n0 in range(0, n, nb):
-            n1 = min(n, n0 + nb)
-            chunk = _im2col_into(
-                x[n0:n1], (kh, kw), stride, padding, dilation, out_hw, _chunk_cols(buf, rows, (n1 - n0) * hw)
-            )
-            part = np.matmul(
-                _grouped(chunk.astype(dy.dtype, copy=False), groups),
-                _grouped(dy_mat[:, n0 * hw : n1 * hw], groups).transpose(0, 2, 1),
-            )
-            # Chunks are summed in batch order: a fixed order for fixed settings.
-            dw_t = part if dw_t is None else np.add(dw_t, part, out=dw_t)
+        parts = [(n0, n1, None) for n0, n1 in workspace.batch_chunks(n, rows * hw * x.itemsize)]
+
+    def chunk(part):
+        n0, n1, chunk_cols = part
+        buf = None
+        if chunk_cols is None:
+            buf = workspace.take((x.shape[1] * kh * kw, (n1 - n0) * hw), x.dtype)
+            chunk_cols = _im2col_into(x[n0:n1], (kh, kw), stride, padding, dilation, out_hw, buf)
+        product = np.matmul(
+            _grouped(chunk_cols.astype(dy.dtype, copy=False), groups),
+            _grouped(dy_mat[:, n0 * hw : n1 * hw], groups).transpose(0, 2, 1),
+        )
         workspace.give(buf)
+        return product
+
+    products = parallel.run(chunk, parts)
+    dw_t = products[0]
+    for product in products[1:]:
+        # Chunks are summed in batch order: a fixed order for fixed settings, whatever the thread count.
+        np.add(dw_t, product, out=dw_t)
     workspace.give(dy_buf)
     # (G, C/G*R*S, K/G) -> (K, C/G, R, S)
     return np.ascontiguousarray(dw_t.transpose(0, 2, 1)).reshape(w_shape)
@@ -365,10 +389,10 @@ def conv2d_forward(
 
     x: (N, C, H, W); w: (K, C//groups, R, S); b: (K,) or None. Returns y: (N, K, Ho, Wo) with x's dtype,
     Ho = conv_output_size(H, R, sh, top + bottom, dh). With im2col, y is a transposed view of the GEMM
-    output (not C-contiguous). With ``return_cols`` returns (y, cols): the column matrix
-    (C*R*S, N*Ho*Wo) for ``conv2d_backward_weight(cols=...)``, a fresh array owned by the caller; None
-    with the naive algorithm, or when the columns exceed the workspace budget (backward then rebuilds
-    them from x chunk by chunk, which costs about what reading them back would).
+    output (not C-contiguous). With ``return_cols`` returns (y, cols): the column matrices of the batch
+    chunks (a ``Columns``) for ``conv2d_backward_weight(cols=...)``, lent by the workspace pool (call
+    ``cols.release()`` after that backward); None with the naive algorithm, or when the columns exceed
+    the keep limit (the workspace pool's size; backward then rebuilds them from x chunk by chunk).
     """
     _check_algorithm(algorithm)
     out_hw = _conv_output_hw(x.shape, w.shape, stride, padding, dilation, groups)
@@ -419,8 +443,9 @@ def conv2d_backward_weight(
     """Gradient of sum(dy * conv2d_forward(x, w)) with respect to w.
 
     dy: (N, K, Ho, Wo); x: (N, C, H, W), or None when ``cols`` is given; w_shape: (K, C//groups, R, S).
-    Returns dw: w_shape with dy's dtype. im2col: dW = dY @ cols^T per group; ``cols`` (the forward's
-    column matrix of x, from ``return_cols``) skips rebuilding it. It is ignored by the naive algorithm.
+    Returns dw: w_shape with dy's dtype. im2col: dW = dY @ cols^T per group and batch chunk, summed in
+    chunk order; ``cols`` (the forward's ``Columns`` from ``return_cols``, or one (C*R*S, N*Ho*Wo) column
+    matrix of the whole batch) skips rebuilding them. It is ignored by the naive algorithm.
     """
     _check_algorithm(algorithm)
     w_shape = tuple(w_shape)

@@ -24,11 +24,15 @@ read by the GEMM made a 64->64 3x3 convolution on 32x32 at batch 100 faster at 8
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 
 import numpy as np
 
+from .parallel import split
+
 __all__ = [
+    "batch_chunks",
     "chunk_size",
     "clear",
     "get_memory_budget",
@@ -54,6 +58,10 @@ _state = {"budget": _env_budget()}
 # (shape, dtype) -> list of free arrays; an OrderedDict so the least recently filed key is evicted first.
 _free: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
 _pooled = [0]
+_lock = threading.Lock()  # kernels take and give from several threads at once (see parallel.py)
+# Work at least this large is cut into at least two parts even when it fits the budget, so that two threads can
+# share it (see parallel.py). Like the budget, it depends on nothing but the shapes: the same bits on any machine.
+SPLIT_BYTES = 1 << 20
 
 
 def set_memory_budget(nbytes: int) -> None:
@@ -93,16 +101,26 @@ def chunk_size(n: int, bytes_per_item: int) -> int:
     return int(max(1, min(n, _state["budget"] // bytes_per_item)))
 
 
+def batch_chunks(n: int, bytes_per_item: int) -> list[tuple[int, int]]:
+    """The batch ranges [n0, n1) a kernel works in: as few as the budget allows (``chunk_size``), and at least two
+    once the work exceeds ``SPLIT_BYTES``, of near-equal sizes. A pure function of its arguments and the budget."""
+    parts = -(-n // chunk_size(n, bytes_per_item))
+    if n * bytes_per_item >= SPLIT_BYTES:
+        parts = max(parts, 2)
+    return split(n, parts)
+
+
 def take(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A C-contiguous array of ``shape`` and ``dtype`` with arbitrary contents, owned by the caller."""
     key = (tuple(shape), np.dtype(dtype))
-    arrays = _free.get(key)
-    if arrays:
-        arr = arrays.pop()
-        _pooled[0] -= arr.nbytes
-        if not arrays:
-            del _free[key]
-        return arr
+    with _lock:
+        arrays = _free.get(key)
+        if arrays:
+            arr = arrays.pop()
+            _pooled[0] -= arr.nbytes
+            if not arrays:
+                del _free[key]
+            return arr
     return np.empty(key[0], dtype=key[1])
 
 
@@ -111,21 +129,23 @@ def give(arr: np.ndarray | None) -> None:
     if arr is None or arr.nbytes > pool_limit():
         return
     key = (arr.shape, arr.dtype)
-    arrays = _free.setdefault(key, [])
-    if any(a is arr for a in arrays):  # given twice: filing it again would hand it to two takers
-        return
-    arrays.append(arr)
-    _free.move_to_end(key)
-    _pooled[0] += arr.nbytes
-    while _pooled[0] > pool_limit() and _free:
-        old_key = next(iter(_free))
-        arrays = _free[old_key]
-        _pooled[0] -= arrays.pop(0).nbytes
-        if not arrays:
-            del _free[old_key]
+    with _lock:
+        arrays = _free.setdefault(key, [])
+        if any(a is arr for a in arrays):  # given twice: filing it again would hand it to two takers
+            return
+        arrays.append(arr)
+        _free.move_to_end(key)
+        _pooled[0] += arr.nbytes
+        while _pooled[0] > pool_limit() and _free:
+            old_key = next(iter(_free))
+            arrays = _free[old_key]
+            _pooled[0] -= arrays.pop(0).nbytes
+            if not arrays:
+                del _free[old_key]
 
 
 def clear() -> None:
     """Drop every pooled array (their memory goes back to the allocator)."""
-    _free.clear()
-    _pooled[0] = 0
+    with _lock:
+        _free.clear()
+        _pooled[0] = 0

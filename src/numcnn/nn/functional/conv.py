@@ -21,6 +21,9 @@ class _Conv2d(Function):
         out = K.conv2d_forward(x, w, b, stride, padding, dilation, groups, algorithm=algorithm, return_cols=keep_cols)
         y, cols = out if keep_cols else (out, None)
         ctx.save_for_backward(x if ctx.needs_input_grad[1] and cols is None else None, w, cols)
+        if cols is not None:
+            # Once the graph is freed after backward, the columns go back to the workspace pool for the next step.
+            ctx.on_free = (cols.release,)
         ctx.x_shape = x.shape
         ctx.conf = (stride, padding, dilation, groups)
         ctx.algorithm = algorithm

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...autograd.function import Function
 from ...autograd.tensor import Tensor
+from ...kernels.parallel import matmul
 from ._checks import check_same_dtype, check_tensor
 
 
@@ -12,7 +13,7 @@ class _Linear(Function):
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
-        y = x @ w.T
+        y = matmul(x, w.T)
         if b is not None:
             y += b
         return y
@@ -21,9 +22,9 @@ class _Linear(Function):
     def backward(ctx, g):
         x, w = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad
-        gx = g @ w if nx else None
+        gx = matmul(g, w) if nx else None
         g2 = g.reshape(-1, g.shape[-1])
-        gw = g2.T @ x.reshape(-1, x.shape[-1]) if nw else None
+        gw = matmul(g2.T, x.reshape(-1, x.shape[-1])) if nw else None
         gb = g2.sum(axis=0) if nb else None
         return gx, gw, gb
 

@@ -1,0 +1,110 @@
+"""kernels/parallel.py: parts shared out over threads give what a serial loop gives, bit for bit."""
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from numcnn.kernels import conv as K
+from numcnn.kernels import parallel, workspace
+
+
+@pytest.fixture
+def threads():
+    old = parallel.get_num_threads()
+    yield parallel.set_num_threads
+    parallel.set_num_threads(old)
+
+
+def _blas_threads():
+    return [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+
+
+def test_run_keeps_item_order_and_runs_items_at_once(threads):
+    threads(2)
+    assert parallel.run(lambda i: i * i, list(range(40))) == [i * i for i in range(40)]
+    # Two items that each wait for the other: only two threads running at the same time get past the barrier.
+    barrier = threading.Barrier(2, timeout=10)
+    idents = parallel.run(lambda i: (barrier.wait(), threading.get_ident())[1], [0, 1])
+    assert len(set(idents)) == 2 and threading.get_ident() in idents  # the caller works too
+
+
+def test_run_raises_a_worker_error_and_restores_blas(threads):
+    threads(2)
+    before = _blas_threads()
+
+    def work(i):
+        if i == 3:
+            raise KeyError("item 3")
+        return i
+
+    with pytest.raises(KeyError, match="item 3"):
+        parallel.run(work, range(6))
+    assert _blas_threads() == before
+    assert parallel.run(lambda i: i * 2, range(4)) == [0, 2, 4, 6]  # the pool still works
+
+
+def test_parts_run_single_threaded_blas_and_nested_runs_are_serial(threads):
+    threads(2)
+    inner = []
+
+    def work(i):
+        inner.append(_blas_threads())
+        return parallel.run(lambda j: (i, j), range(3))  # nested: runs in this thread, in order
+
+    out = parallel.run(work, range(2))
+    assert out == [[(0, 0), (0, 1), (0, 2)], [(1, 0), (1, 1), (1, 2)]]
+    assert all(counts == [1] * len(counts) for counts in inner)
+
+
+def test_blas_serial_restores_the_pool():
+    before = _blas_threads()
+    with parallel.blas_serial():
+        with parallel.blas_serial():
+            assert all(n == 1 for n in _blas_threads())
+        assert all(n == 1 for n in _blas_threads())
+    assert _blas_threads() == before
+
+
+def test_split_and_batch_chunks_cover_the_range():
+    assert parallel.split(10, 3) == [(0, 4), (4, 7), (7, 10)]
+    assert parallel.split(2, 5) == [(0, 1), (1, 2)]
+    old = workspace.get_memory_budget()
+    try:
+        workspace.set_memory_budget(1000)
+        assert workspace.batch_chunks(10, 300) == [(0, 3), (3, 6), (6, 8), (8, 10)]  # 3 per chunk fit -> 4 chunks
+        assert workspace.batch_chunks(1, 10**9) == [(0, 1)]
+        workspace.set_memory_budget(1 << 30)
+        # Work above SPLIT_BYTES is cut in two even when the budget holds it all, so two threads can share it.
+        assert workspace.batch_chunks(10, workspace.SPLIT_BYTES // 4) == [(0, 5), (5, 10)]
+        assert workspace.batch_chunks(10, 10) == [(0, 10)]
+    finally:
+        workspace.set_memory_budget(old)
+
+
+@pytest.mark.parametrize("stride, groups", [((1, 1), 1), ((2, 2), 1), ((1, 1), 4)])
+def test_conv_kernels_give_the_same_bits_with_any_thread_count(threads, stride, groups):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 8, 15, 15)).astype(np.float32)
+    w = rng.standard_normal((8, 8 // groups, 3, 3)).astype(np.float32)
+    g = (stride, ((1, 1), (1, 1)), (1, 1), groups)
+    old = workspace.get_memory_budget()
+    workspace.set_memory_budget(20_000)  # several chunks
+    try:
+        results = []
+        for n in (1, 2, 3):
+            threads(n)
+            y, cols = K.conv2d_forward(x, w, None, *g, return_cols=True)
+            dy = np.cos(y)
+            results.append([y, K.conv2d_backward_input(dy, w, x.shape, *g),
+                            K.conv2d_backward_weight(dy, x, w.shape, *g),
+                            K.conv2d_backward_weight(dy, x, w.shape, *g, cols=cols)])
+        ref = [K.conv2d_forward(x.astype(np.float64), w.astype(np.float64), None, *g, algorithm="naive")]
+        np.testing.assert_allclose(results[0][0], ref[0], rtol=1e-4, atol=1e-4)
+        for other in results[1:]:
+            for a, b in zip(results[0], other, strict=True):
+                np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(results[0][2], results[0][3])  # kept columns = rebuilt columns
+    finally:
+        workspace.set_memory_budget(old)
