@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from finite_diff import numgrad
 from numcnn.kernels.conv import (
+    choose_algorithm,
     col2im,
     conv2d_backward_bias,
     conv2d_backward_input,
@@ -416,7 +417,7 @@ def test_conv_transpose2d_gradients_match_finite_differences(algorithm, case):
 # dtypes and errors
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", [*ALGORITHMS, "rowshift", "auto"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_kernel_preserves_dtype(algorithm, dtype):
     case = CONV_FD_CASES["grouped"]
@@ -486,3 +487,81 @@ def test_bad_shapes_are_refused_with_a_message():
         conv2d_forward(x[:, :3, :2], w)
     with pytest.raises(ValueError, match="output_padding"):
         conv_transpose2d_forward(x, np.zeros((4, 2, 3, 3)), stride=(2, 2), output_padding=(2, 0))
+
+
+# ------------------------------------------------------------------------------------------------
+# rowshift (stride 1 only) and the "auto" rule
+
+
+@st.composite
+def stride1_conv_cases(draw) -> ConvCase:
+    case = draw(conv_cases())
+    return case._replace(stride=(1, 1))
+
+
+@given(case=stride1_conv_cases(), seed=seeds)
+def test_rowshift_matches_naive_with_and_without_kept_rows(case, seed):
+    x, w, b, dy = _data(seed, case.x_shape, case.w_shape, (case.k,), case.y_shape)
+    g = case.geometry
+    y, rows = conv2d_forward(x, w, b, *g, algorithm="rowshift", return_cols=True)
+    np.testing.assert_allclose(y, conv2d_forward(x, w, b, *g, algorithm="naive"), rtol=1e-10, atol=1e-12)
+    dx_ref = conv2d_backward_input(dy, w, x.shape, *g, algorithm="naive")
+    dw_ref = conv2d_backward_weight(dy, x, w.shape, *g, algorithm="naive")
+    for dy_in in (dy, _k_major(dy)):
+        np.testing.assert_allclose(conv2d_backward_input(dy_in, w, x.shape, *g, algorithm="rowshift"), dx_ref,
+                                   atol=1e-12)
+        np.testing.assert_allclose(conv2d_backward_weight(dy_in, x, w.shape, *g, algorithm="rowshift"), dw_ref,
+                                   atol=1e-12)
+    assert rows is not None and rows.algorithm == "rowshift"
+    # From the kept rows alone (x not needed), and the same bits as rebuilding them from x.
+    kept = conv2d_backward_weight(dy, None, w.shape, *g, algorithm="rowshift", cols=rows)
+    np.testing.assert_array_equal(kept, conv2d_backward_weight(dy, x, w.shape, *g, algorithm="rowshift"))
+    rows.release()
+
+
+@given(case=stride1_conv_cases(), seed=seeds)
+def test_rowshift_matches_torch_in_float32(case, seed):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x, w, b, dy = _data(seed, case.x_shape, case.w_shape, (case.k,), case.y_shape, dtype=np.float32)
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = F.conv2d(F.pad(xt, _torch_pad(case.padding)), wt, bt, 1, 0, case.dilation, case.groups)
+    yt.backward(torch.from_numpy(dy))
+    n, k, ho, wo = case.y_shape
+    g = case.geometry
+    _assert_close32(conv2d_forward(x, w, b, *g, algorithm="rowshift"), yt.detach().numpy(), w[0].size)
+    _assert_close32(conv2d_backward_input(dy, w, x.shape, *g, algorithm="rowshift"), xt.grad.numpy(),
+                    w.size // case.groups)
+    _assert_close32(conv2d_backward_weight(dy, x, w.shape, *g, algorithm="rowshift"), wt.grad.numpy(),
+                    n * ho * wo)
+
+
+@pytest.mark.parametrize("case", [c for c in CONV_FD_CASES.values() if c.stride == (1, 1)])
+def test_rowshift_gradients_match_finite_differences(case):
+    x, w, b, dy = _data(7, case.x_shape, case.w_shape, (case.k,), case.y_shape)
+
+    def loss():
+        return np.vdot(dy, conv2d_forward(x, w, b, *case.geometry, algorithm="rowshift"))
+
+    np.testing.assert_allclose(conv2d_backward_input(dy, w, x.shape, *case.geometry, algorithm="rowshift"),
+                               numgrad(loss, x, h=1e-3), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(conv2d_backward_weight(dy, x, w.shape, *case.geometry, algorithm="rowshift"),
+                               numgrad(loss, w, h=1e-3), rtol=1e-7, atol=1e-9)
+
+
+def test_rowshift_refuses_strides_and_auto_follows_its_rule():
+    x, w = _data(0, (2, 4, 6, 6), (4, 4, 3, 3))
+    with pytest.raises(ValueError, match="'rowshift' needs stride 1, got stride \\(2, 2\\)"):
+        conv2d_forward(x, w, None, (2, 2), ((1, 1), (1, 1)), algorithm="rowshift")
+    same = ((1, 1), (1, 1))
+    # wide GEMMs, little padding: rowshift; 5x5 'same' on 14x14 (1.65x the work on the padding), 1x1, stride 2,
+    # a single input channel: im2col
+    assert choose_algorithm((8, 32, 14, 14), (32, 32, 3, 3), (1, 1), same) == "rowshift"
+    assert choose_algorithm((8, 16, 14, 14), (32, 16, 5, 5), (1, 1), ((2, 2), (2, 2))) == "im2col"
+    assert choose_algorithm((8, 64, 14, 14), (64, 64, 1, 1), (1, 1), ((0, 0), (0, 0))) == "im2col"
+    assert choose_algorithm((8, 32, 14, 14), (32, 32, 3, 3), (2, 2), same) == "im2col"
+    assert choose_algorithm((8, 1, 28, 28), (16, 1, 5, 5), (1, 1), ((2, 2), (2, 2))) == "im2col"
+    # "auto" computes what its choice computes, bit for bit
+    x, w = _data(1, (3, 32, 14, 14), (32, 32, 3, 3), dtype=np.float32)
+    np.testing.assert_array_equal(conv2d_forward(x, w, None, (1, 1), same, algorithm="auto"),
+                                  conv2d_forward(x, w, None, (1, 1), same, algorithm="rowshift"))

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["blas_serial", "get_num_threads", "matmul", "run", "set_num_threads", "split"]
+__all__ = ["blas_serial", "blocks", "elementwise", "get_num_threads", "matmul", "outer_axis", "run",
+           "set_num_threads", "split"]
 
 
 def _cpu_count() -> int:
@@ -70,6 +71,49 @@ def split(n: int, parts: int) -> list[tuple[int, int]]:
     for i in range(parts):
         bounds.append(bounds[-1] + base + (i < extra))
     return [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i + 1] > bounds[i]]
+
+
+# Arrays smaller than this are not worth a thread hand-off (about 20 us): 256 K elements take ~0.1 ms to stream.
+MIN_PARALLEL_ELEMENTS = 1 << 18
+
+
+def blocks(n: int, elements: int) -> list[tuple[int, int]]:
+    """Ranges of an axis of length ``n`` for work whose result does not depend on how it is cut (each output
+    element computed from its own slice): one per thread when ``elements`` is large enough, else one."""
+    if elements < MIN_PARALLEL_ELEMENTS or _state["threads"] <= 1:
+        return [(0, n)]
+    return split(n, _state["threads"])
+
+
+def outer_axis(a: np.ndarray) -> int:
+    """The axis of ``a`` with the largest stride among those longer than 1 (0 if none): cutting along it gives
+    blocks that each cover one contiguous stretch of memory when ``a`` is a transposed contiguous array."""
+    best, axis = -1, 0
+    for i, (size, stride) in enumerate(zip(a.shape, a.strides, strict=True)):
+        if size > 1 and abs(stride) > best:
+            best, axis = abs(stride), i
+    return axis
+
+
+def elementwise(fn: Callable[..., Any], out: np.ndarray, *arrays: np.ndarray) -> np.ndarray:
+    """``fn(*arrays, out=out)`` for an elementwise ``fn`` over arrays of ``out``'s shape, cut into blocks along
+    ``out``'s outermost axis and run on the threads. Returns ``out``."""
+    if out.ndim == 0:
+        fn(*arrays, out=out)
+        return out
+    axis = outer_axis(out)
+    parts = blocks(out.shape[axis], out.size)
+    if len(parts) == 1:
+        fn(*arrays, out=out)
+        return out
+    lead = (slice(None),) * axis
+
+    def part(bounds):
+        sl = lead + (slice(*bounds),)
+        fn(*(a[sl] for a in arrays), out=out[sl])
+
+    run(part, parts)
+    return out
 
 
 def _blas_pools() -> list:

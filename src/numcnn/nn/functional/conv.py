@@ -1,5 +1,6 @@
 """Convolutions as autograd Functions over kernels/conv.py: conv2d, conv1d (as a conv2d of height 1) and
-conv_transpose2d. ``algorithm`` picks the kernel: "im2col" (default, fast and exact) or "naive" (the
+conv_transpose2d. ``algorithm`` picks the kernel: "auto" (default: the fast one for the shapes, see
+kernels.conv.choose_algorithm), "im2col", "rowshift" (stride-1 only) or "naive" (the
 7-loop reference)."""
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from ...autograd.tensor import Tensor
 from ...kernels import conv as K
 from ._checks import as_tuple, check_same_dtype, check_tensor
 
-ALGORITHMS = ("im2col", "naive")
+ALGORITHMS = K.ALGORITHMS
 
 
 class _Conv2d(Function):
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, groups, algorithm):
-        keep_cols = ctx.needs_input_grad[1] and algorithm == "im2col"
+        if algorithm == "auto":  # one choice for the forward and both backward passes of this call
+            algorithm = K.choose_algorithm(x.shape, w.shape, stride, padding, dilation, groups)
+        keep_cols = ctx.needs_input_grad[1] and algorithm in ("im2col", "rowshift")
         out = K.conv2d_forward(x, w, b, stride, padding, dilation, groups, algorithm=algorithm, return_cols=keep_cols)
         y, cols = out if keep_cols else (out, None)
         ctx.save_for_backward(x if ctx.needs_input_grad[1] and cols is None else None, w, cols)
@@ -48,7 +51,7 @@ class _Conv2d(Function):
 
 
 def _check_algorithm(algorithm, fn):
-    algorithm = algorithm or "im2col"
+    algorithm = algorithm or "auto"
     if algorithm not in ALGORITHMS:
         raise ValueError(f"{fn}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     return algorithm

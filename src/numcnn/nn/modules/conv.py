@@ -93,16 +93,18 @@ class _ConvNd(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
-        if self.algorithm != "im2col":
+        if self.algorithm != "auto":
             s += f", algorithm={self.algorithm!r}"
         return s
 
 
 class Conv2d(_ConvNd):
-    """2-D convolution over (N, C, H, W). ``algorithm``: "im2col" (default) or "naive" (the reference loops)."""
+    """2-D convolution over (N, C, H, W). ``algorithm``: "auto" (default: a fixed rule of the layer's shapes,
+    ``numcnn.kernels.conv.choose_algorithm``), "im2col", "rowshift" (stride 1 only) or "naive" (the reference
+    loops). All give the same numbers to float rounding."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, algorithm: str = "im2col", dtype=None):
+                 groups: int = 1, bias: bool = True, algorithm: str = "auto", dtype=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          algorithm, dtype)
 
@@ -118,7 +120,7 @@ class Conv1d(_ConvNd):
     _nd = 1
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, algorithm: str = "im2col", dtype=None):
+                 groups: int = 1, bias: bool = True, algorithm: str = "auto", dtype=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          algorithm, dtype)
 
@@ -135,7 +137,7 @@ class ConvTranspose2d(_ConvNd):
     _transposed = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups: int = 1, bias: bool = True, dilation=1, algorithm: str = "im2col", dtype=None):
+                 groups: int = 1, bias: bool = True, dilation=1, algorithm: str = "auto", dtype=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          algorithm, dtype, output_padding)
 
