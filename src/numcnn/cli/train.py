@@ -14,6 +14,7 @@ from .. import __version__, manual_seed, models, optim
 from ..autograd.anomaly import AnomalyError
 from ..data import Compose, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip
 from ..data.stats import channel_stats
+from ..nn.functional import conv_select
 from ..serialization import save
 from ..training import Callback, Checkpoint, TrainingDiverged, evaluate, fit, resume
 from ..training.losses import get_loss
@@ -99,6 +100,11 @@ def add_parser(sub) -> None:
     p.add_argument("--detect-anomaly", action="store_true",
                    help="stop at the first operation whose output or gradient holds NaN/Inf, naming the operation, "
                         "the module path, the epoch and the batch (slow: for debugging)")
+    p.add_argument("--autotune", action="store_true",
+                   help="time the convolution algorithms (im2col, rowshift) once for each new layer shape and run "
+                        "the fastest, like torch.backends.cudnn.benchmark (default: a fixed rule of the shapes). "
+                        "The choices depend on the timings, so they are saved in the checkpoints and --resume reuses "
+                        "them: a resumed run stays bit-identical. Kept in config.json: a resumed run keeps it")
     p.add_argument("--sync-bn", action="store_true",
                    help="with --distributed: BatchNorm layers normalise by the statistics of the global batch "
                         "(SyncBatchNorm) instead of each rank's share")
@@ -204,6 +210,9 @@ def _check_resume_flags(args, config: dict, recipe: dict) -> None:
         if given is not None and given != value:
             raise CLIError(f"--{flag} {given} differs from the run's {value!r}: a resumed run keeps its settings "
                            "(start a new run with another --out, or --force)")
+    if args.autotune and not config.get("autotune"):
+        raise CLIError("--autotune: the run was trained without it, and a resumed run keeps its convolution "
+                       "algorithms (start a new run with another --out, or --force)")
     if args.model_options is not None and dict(args.model_options) != config["model"].get("options", {}):
         raise CLIError("--model-option differs from the run's model options: a resumed run keeps its model")
     explicit = resolve_recipe(recipe, args)
@@ -228,6 +237,7 @@ def _new_config(args, classes: list[str], image_shape, n_train: int, n_val: int)
         "normalization": None,  # filled in once the training split is known
         "seed": 0 if args.seed is None else args.seed,
         "recipe": recipe,
+        "autotune": bool(args.autotune),
         "command": shlex.join(["numcnn", *getattr(args, "argv", ["train"])]),
     }
 
@@ -345,6 +355,8 @@ def run(args) -> int:
             raise CLIError(f"the run has already trained {len(history)} epochs, more than --epochs {epochs}")
     elif args.resume:
         say(f"{checkpoint}: no checkpoint yet, starting the run from its first epoch")
+    if config.get("autotune"):  # after resume, whose checkpoint holds the choices made so far
+        conv_select.set_autotune(True)
     if world is not None:
         world.barrier("Barrier before rank 0 writes the run folder")  # every rank has read and checked it
     if rank0:
@@ -366,6 +378,8 @@ def run(args) -> int:
         f"{r['weight_decay']:g}, {'augment' if r['augment'] else 'no augment'}, loss {r['loss']}, seed {seed}")
     if history is not None:
         say(f"resuming after epoch {len(history)}, up to epoch {epochs}")
+    if config.get("autotune"):
+        say("autotune: each new convolution shape times its algorithms once; the choices go into the checkpoints")
     if world is not None:
         say(f"distributed: {world.size} rank{'s' if world.size > 1 else ''} x batch {batch} = global batch "
             f"{r['batch_size']}" + (", SyncBatchNorm" if args.sync_bn else "")

@@ -67,6 +67,9 @@ def _check_algorithm(algorithm: str) -> None:
         raise ValueError(f"unknown convolution algorithm {algorithm!r}; expected one of {ALGORITHMS}")
 
 
+PASSES = ("forward", "input", "weight")
+
+
 def choose_algorithm(
     x_shape: tuple[int, ...],
     w_shape: tuple[int, ...],
@@ -74,20 +77,32 @@ def choose_algorithm(
     padding: Padding2d,
     dilation: Pair = (1, 1),
     groups: int = 1,
+    pass_: str = "forward",
 ) -> str:
-    """What ``algorithm="auto"`` runs for a conv2d of x (N, C, H, W) with w (K, C/G, R, S): a fixed rule of the
-    shapes, so the same model always computes the same way (deterministic bits).
+    """What ``algorithm="auto"`` runs for one pass ("forward", grad-"input" or grad-"weight") of a conv2d of
+    x (N, C, H, W) with w (K, C/G, R, S): a fixed rule of the shapes, so the same model always computes the same
+    way (deterministic bits). Strided convolutions and 1x1 kernels always take "im2col"; for stride 1:
 
-    "rowshift" (conv_rowshift.py) for stride-1 convolutions whose GEMMs it makes wide enough (C/G*S and K/G*S
-    at least 32) and whose padded planes waste little (Hp*Wp <= 1.35 Ho*Wo: 3x3 'same' on 14x14 and larger);
-    "im2col" otherwise (strided convolutions, 1x1, the first layer of a grey-scale net, depthwise, 5x5 on
-    small maps). Measured with 2 threads at batch 100, fwd + grad-input + grad-weight: 32->32 3x3 on 14x14
-    9.3 vs 10.7 ms, 16->16 3x3 on 28x28 15.9 vs 16.9 ms, 64->64 3x3 on 32x32 130 vs 130 ms; 16->32 5x5 on
-    14x14 (1.65x the work on the padding) 17.9 vs 14.4 ms, so im2col there.
+    - forward: "rowshift" (conv_rowshift.py) when its GEMMs are wide enough (C/G*S and K/G*S at least 32) and
+      the padded planes waste little (Hp*Wp <= 1.35 Ho*Wo: 3x3 'same' on 14x14 and larger), else "im2col";
+    - grad-input: "rowshift" unless the layer is depthwise-like (C/G < 2) or its GEMM too narrow (K/G*S < 16);
+    - grad-weight: "im2col" (its GEMM reduces over the batch, where im2col's columns are shortest); a
+      backward that holds the forward's kept columns or rows uses those instead (conv2d_backward_weight).
+
+    Measured with 2 threads at batch 100 (ms, im2col vs rowshift): forward 32->32 3x3 on 14x14 4.3 vs 3.1,
+    16->32 5x5 on 14x14 5.2 vs 5.7 (1.65x the work on the padding); grad-input 16->32 5x5 on 14x14 6.7 vs 5.6,
+    64->64 3x3 on 7x7 4.1 vs 2.9, 32->32 3x3 on 14x14 3.9 vs 3.1; grad-weight 16->32 5x5 on 14x14 2.5 vs 6.6,
+    32->32 3x3 on 14x14 2.4 vs 3.0.
     """
+    if pass_ not in PASSES:
+        raise ValueError(f"choose_algorithm: pass_ must be one of {PASSES}, got {pass_!r}")
     k, cg, r, s = w_shape
     kg = k // groups
-    if tuple(stride) != (1, 1) or s == 1 or cg * s < 32 or kg * s < 32:
+    if tuple(stride) != (1, 1) or r * s == 1 or pass_ == "weight":
+        return "im2col"
+    if pass_ == "input":
+        return "rowshift" if cg >= 2 and kg * s >= 16 else "im2col"
+    if s == 1 or cg * s < 32 or kg * s < 32:
         return "im2col"
     (top, bottom), (left, right) = padding
     hp, wp = x_shape[2] + top + bottom, x_shape[3] + left + right
@@ -95,10 +110,11 @@ def choose_algorithm(
     return "rowshift" if ho > 0 and wo > 0 and hp * wp <= 1.35 * ho * wo else "im2col"
 
 
-def _resolve(algorithm: str, x_shape, w_shape, stride: Pair, padding: Padding2d, dilation: Pair, groups: int) -> str:
+def _resolve(algorithm: str, x_shape, w_shape, stride: Pair, padding: Padding2d, dilation: Pair, groups: int,
+             pass_: str) -> str:
     _check_algorithm(algorithm)
     if algorithm == "auto":
-        return choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups)
+        return choose_algorithm(x_shape, w_shape, stride, padding, dilation, groups, pass_)
     if algorithm == "rowshift" and tuple(stride) != (1, 1):
         raise ValueError(f"convolution algorithm 'rowshift' needs stride 1, got stride {tuple(stride)}; "
                          "use 'im2col' or 'auto'")
@@ -443,7 +459,7 @@ def conv2d_forward(
     the keep limit (the workspace pool's size; backward then rebuilds them from x chunk by chunk).
     """
     out_hw = _conv_output_hw(x.shape, w.shape, stride, padding, dilation, groups)
-    algorithm = _resolve(algorithm, x.shape, w.shape, stride, padding, dilation, groups)
+    algorithm = _resolve(algorithm, x.shape, w.shape, stride, padding, dilation, groups, "forward")
     if algorithm == "naive":
         y, cols = _conv2d_naive(x, w, stride, padding, dilation, groups, out_hw), None
         if b is not None:
@@ -476,7 +492,7 @@ def conv2d_backward_input(
     x_shape = tuple(x_shape)
     full_hw = _conv_output_hw(x_shape, w.shape, stride, padding, dilation, groups)
     out_hw = _grad_output_hw(dy, full_hw)
-    algorithm = _resolve(algorithm, x_shape, w.shape, stride, padding, dilation, groups)
+    algorithm = _resolve(algorithm, x_shape, w.shape, stride, padding, dilation, groups, "input")
     w = w.astype(dy.dtype, copy=False)
     if algorithm == "naive":
         return _conv2d_backward_input_naive(dy, w, x_shape, stride, padding, dilation, groups)
@@ -517,7 +533,9 @@ def conv2d_backward_weight(
     else:
         full_hw = _conv_output_hw(x.shape, w_shape, stride, padding, dilation, groups)
         out_hw = _grad_output_hw(dy, full_hw)
-        algorithm = _resolve(algorithm, x.shape, w_shape, stride, padding, dilation, groups)
+        if algorithm == "auto" and kept is not None:
+            algorithm = kept  # the forward's columns or rows are already built
+        algorithm = _resolve(algorithm, x.shape, w_shape, stride, padding, dilation, groups, "weight")
     if algorithm == "naive":
         return _conv2d_backward_weight_naive(dy, x, w_shape, stride, padding, dilation, groups)
     if kept is not None and kept != algorithm:

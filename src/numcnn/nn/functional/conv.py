@@ -10,6 +10,7 @@ import numpy as np
 from ...autograd.function import Function
 from ...autograd.tensor import Tensor
 from ...kernels import conv as K
+from . import conv_select
 from ._checks import as_tuple, check_same_dtype, check_tensor
 
 ALGORITHMS = K.ALGORITHMS
@@ -18,9 +19,10 @@ ALGORITHMS = K.ALGORITHMS
 class _Conv2d(Function):
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, groups, algorithm):
-        if algorithm == "auto":  # one choice for the forward and both backward passes of this call
-            algorithm = K.choose_algorithm(x.shape, w.shape, stride, padding, dilation, groups)
-        keep_cols = ctx.needs_input_grad[1] and algorithm in ("im2col", "rowshift")
+        if algorithm == "auto":  # a tuned or checkpointed choice, else "auto": the kernels pick per pass
+            algorithm = conv_select.select(x.shape, w.shape, stride, padding, dilation, groups, x.dtype,
+                                           ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
+        keep_cols = ctx.needs_input_grad[1] and algorithm in ("auto", "im2col", "rowshift")
         out = K.conv2d_forward(x, w, b, stride, padding, dilation, groups, algorithm=algorithm, return_cols=keep_cols)
         y, cols = out if keep_cols else (out, None)
         ctx.save_for_backward(x if ctx.needs_input_grad[1] and cols is None else None, w, cols)

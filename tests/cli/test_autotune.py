@@ -1,0 +1,111 @@
+"""numcnn train --autotune: recorded in config.json, the choices saved in checkpoint/, --resume reuses them bit for
+bit. Timings are faked (conv_select._time_candidate patched) so that autotune picks "rowshift" where the fixed rule
+picks "im2col" for simplecnn's 1 -> 10 3x3 conv: the tests can tell which rule ran."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import numcnn
+from numcnn.cli import train as train_cmd
+from numcnn.kernels import conv as K
+from numcnn.nn.functional import conv_select
+
+COMMON = ["--model", "simplecnn", "--data-dir", None, "--limit", 40, "--batch-size", 12, "--epochs", 2,
+          "--scheduler", "none", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_state():
+    conv_select.set_autotune(False)
+    conv_select.clear_algorithm_table()
+    yield
+    conv_select.set_autotune(False)
+    conv_select.clear_algorithm_table()
+
+
+def prefer(monkeypatch, fastest: str) -> None:
+    """Autotune's timings say ``fastest`` wins."""
+
+    def fake(algorithm, *args):
+        return 1.0 if algorithm == fastest else 2.0
+
+    monkeypatch.setattr(conv_select, "_time_candidate", fake)
+
+
+def args(data_dir, *extra):
+    a = list(COMMON)
+    a[a.index(None)] = data_dir
+    return ["train", *a, *extra]
+
+
+def weights(path):
+    return {k: v.numpy() for k, v in numcnn.load(path).items()}
+
+
+def test_autotune_is_saved_in_the_checkpoint_and_resume_is_bit_identical(cli, data_dir, tmp_path, monkeypatch):
+    prefer(monkeypatch, "rowshift")
+    r = cli(*args(data_dir, "--autotune", "--out", tmp_path / "straight"))
+    assert r.rc == 0, r.err
+    reference = weights(tmp_path / "straight" / "model.safetensors")
+    assert json.loads((tmp_path / "straight" / "config.json").read_text())["autotune"] is True
+    state = json.loads((tmp_path / "straight" / "checkpoint" / "state.json").read_text())
+    table = state["conv_algorithms"]
+    assert state["conv_autotune"] is True
+    # 40 training images in batches of 12 (the last of 4), 4 validation images: every key rowshift
+    assert table == {"x=12x1x28x28 w=10x1x3x3 s=1x1 p=1,1,1,1 d=1x1 g=1 float32 train": "rowshift",
+                     "x=4x1x28x28 w=10x1x3x3 s=1x1 p=1,1,1,1 d=1x1 g=1 float32 train": "rowshift",
+                     "x=4x1x28x28 w=10x1x3x3 s=1x1 p=1,1,1,1 d=1x1 g=1 float32 infer": "rowshift"}
+    assert K.choose_algorithm((12, 1, 28, 28), (10, 1, 3, 3), (1, 1), ((1, 1), (1, 1))) == "im2col"
+
+    # interrupted after epoch 1, then resumed by a fresh process (empty table, autotune off, and no timing allowed)
+    conv_select.set_autotune(False)
+    conv_select.clear_algorithm_table()
+    original = train_cmd._MetricsWriter.on_epoch_end
+
+    def interrupt_after_epoch_1(self, run, record):
+        original(self, run, record)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cmd._MetricsWriter, "on_epoch_end", interrupt_after_epoch_1)
+    out = tmp_path / "interrupted"
+    assert cli(*args(data_dir, "--autotune", "--out", out)).rc == 130
+    monkeypatch.setattr(train_cmd._MetricsWriter, "on_epoch_end", original)
+    conv_select.set_autotune(False)
+    conv_select.clear_algorithm_table()
+    measured = []
+
+    def measure(x_shape, w_shape, stride, padding, dilation, groups, dtype, backward):
+        measured.append((x_shape, backward))
+        return {"im2col": 1.0, "rowshift": 2.0}  # were the table not restored, autotune would now pick im2col
+
+    monkeypatch.setattr(conv_select, "_measure", measure)
+    numcnn.manual_seed(12345)
+    r = cli("train", "--out", out, "--resume", "--quiet")  # no --autotune: the run keeps its setting
+    assert r.rc == 0, r.err
+    assert conv_select.is_autotune_enabled()
+    # only the test set (60 images, evaluated once after training) was new to the restored table
+    assert measured == [((60, 1, 28, 28), False)]
+    assert conv_select.algorithm_table() == {
+        **table, "x=60x1x28x28 w=10x1x3x3 s=1x1 p=1,1,1,1 d=1x1 g=1 float32 infer": "im2col"}
+    got = weights(out / "model.safetensors")
+    for k in reference:
+        np.testing.assert_array_equal(got[k], reference[k], err_msg=k)
+
+
+def test_help_and_refusing_autotune_on_resume_of_a_run_without_it(cli, data_dir, tmp_path):
+    r = cli("train", "--help")
+    assert r.rc == 0
+    text = " ".join(r.out.split())
+    assert "--autotune" in text and "saved in the checkpoints" in text and "--resume reuses them" in text
+    out = tmp_path / "plain"
+    assert cli(*args(data_dir, "--epochs", 1, "--out", out)).rc == 0
+    assert json.loads((out / "config.json").read_text())["autotune"] is False
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["conv_autotune"] is False
+    r = cli("train", "--out", out, "--resume", "--autotune", "--epochs", 2)
+    assert r.rc == 2 and "--autotune" in r.err and "without it" in r.err
+    assert len(r.err.splitlines()) == 1 and not conv_select.is_autotune_enabled()
