@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
+
 
 def _as_acb(x_shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int]:
     """Fold a batch-norm input shape into (A, C, B): A = reduced axes before the channel axis, B = after.
@@ -47,6 +49,19 @@ def _views(x_shape: tuple[int, ...], axes: tuple[int, ...], *arrays: np.ndarray)
     return [a.reshape(shape3) for a in arrays], lambda r: r.reshape(x_shape)
 
 
+def _channel_blocks(x3: np.ndarray) -> list[tuple[int, int]]:
+    """Channel ranges of an (A, C, B) view of about ``parallel.CACHE_BLOCK_BYTES`` each (at least one channel).
+
+    A block stays in a core's L2 cache through the four to seven passes a batch-norm kernel makes over it,
+    instead of each pass streaming from memory (forward over (100, 16, 28, 28) float32: 1.50 -> 0.99 ms on one
+    thread). The ranges depend on the shape only: the same bits whatever the thread count.
+    """
+    a, c, b = x3.shape
+    per_channel = max(1, a * b * x3.itemsize)
+    size = max(1, min(c, parallel.CACHE_BLOCK_BYTES // per_channel))
+    return [(c0, min(c, c0 + size)) for c0 in range(0, c, size)]
+
+
 def _channel_sum(v3: np.ndarray) -> np.ndarray:
     """Sum of an (A, C, B) array over A and B -> (C,)."""
     return v3.sum(axis=(0, 2))
@@ -83,14 +98,25 @@ def batch_norm_train_forward(
         )
     f = x.dtype.type
     (x3,), back = _views(x.shape, axes, x)
-    mean = _channel_sum(x3) / f(n)
-    y = x3 - mean[:, None]  # centred input, later scaled in place into the output
-    var = _channel_dot(y, y) / f(n)
+    y = np.empty(x3.shape, dtype=x.dtype)
+    mean, var = np.empty(c, dtype=x.dtype), np.empty(c, dtype=x.dtype)
+    g = None if gamma is None else gamma.reshape(c)
+    bt = None if beta is None else beta.reshape(c)
+
+    def block(bounds):
+        c0, c1 = bounds
+        xs, ys = x3[:, c0:c1], y[:, c0:c1]
+        m = _channel_sum(xs) / f(n)
+        np.subtract(xs, m[:, None], out=ys)  # centred input, later scaled in place into the output
+        v = _channel_dot(ys, ys) / f(n)
+        inv = f(1) / np.sqrt(v + f(eps))
+        ys *= (inv if g is None else inv * g[c0:c1])[:, None]
+        if bt is not None:
+            ys += bt[c0:c1, None]
+        mean[c0:c1], var[c0:c1] = m, v
+
+    parallel.run(block, _channel_blocks(x3))
     invstd = f(1) / np.sqrt(var + f(eps))
-    scale = invstd if gamma is None else invstd * gamma.reshape(c)
-    y *= scale[:, None]
-    if beta is not None:
-        y += beta.reshape(c)[:, None]
     if return_var:
         return back(y), mean, invstd, var
     return back(y), mean, invstd
@@ -163,17 +189,27 @@ def batch_norm_backward(
     f = x.dtype.type
     n = f(a * b)
     (x3, dy3), back = _views(x.shape, axes, x, dy)
-    dbeta = _channel_sum(dy3)
-    xc = x3 - mean[:, None]
-    dot = _channel_dot(dy3, xc)  # sum(dy * (x - mean))
+    dx = np.empty(x3.shape, dtype=x.dtype)
+    dbeta, dot = np.empty(c, dtype=x.dtype), np.empty(c, dtype=x.dtype)
+    k_all = invstd if gamma is None else invstd * gamma.reshape(c)
+
+    def block(bounds):
+        c0, c1 = bounds
+        xc, ds = dx[:, c0:c1], dy3[:, c0:c1]
+        inv, mu, k = invstd[c0:c1], mean[c0:c1], k_all[c0:c1]
+        db = _channel_sum(ds)
+        np.subtract(x3[:, c0:c1], mu[:, None], out=xc)
+        d = _channel_dot(ds, xc)  # sum(dy * (x - mean))
+        # dx = k * (dy - dbeta / n - xc * invstd^2 * dot / n), built in place in the xc buffer.
+        xc *= (-inv * inv * d / n)[:, None]
+        xc -= (db / n)[:, None]
+        xc += ds
+        xc *= k[:, None]
+        dbeta[c0:c1], dot[c0:c1] = db, d
+
+    parallel.run(block, _channel_blocks(x3))
     dgamma = None if gamma is None else dot * invstd
-    k = invstd if gamma is None else invstd * gamma.reshape(c)
-    # dx = k * (dy - dbeta / n - xc * invstd^2 * dot / n), built in place in the xc buffer.
-    xc *= (-invstd * invstd * dot / n)[:, None]
-    xc -= (dbeta / n)[:, None]
-    xc += dy3
-    xc *= k[:, None]
-    return back(xc), dgamma, dbeta
+    return back(dx), dgamma, dbeta
 
 
 def batch_norm_eval_backward(

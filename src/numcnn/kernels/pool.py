@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
+
 IntPair = tuple[int, int]
 
 
@@ -161,14 +163,45 @@ def max_pool2d_values(
     _check_4d(x.shape, "max_pool2d")
     (kh, kw), (dh, dw) = kernel_size, dilation
     (ho, wo), padded_hw = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    xp = _pad_plane(x, padding, padded_hw, -np.inf)
-    views = [_window_view(xp, i * dh, j * dw, (ho, wo), stride) for i in range(kh) for j in range(kw)]
-    if len(views) == 1:
-        return views[0].copy(order="K")
-    y = np.maximum(views[0], views[1])
-    for v in views[2:]:
-        np.maximum(y, v, out=y)  # NaN-propagating, like PyTorch's `val > max || isnan(val)`
+    axis, blocks = _plane_blocks(x)
+    y = _empty_planes(x, (ho, wo), axis)
+    lead = (slice(None),) * axis
+
+    def block(bounds):
+        sl = lead + (slice(*bounds),)
+        xp = _pad_plane(x[sl], padding, padded_hw, -np.inf)
+        views = [_window_view(xp, i * dh, j * dw, (ho, wo), stride) for i in range(kh) for j in range(kw)]
+        out = y[sl]
+        if len(views) == 1:
+            np.copyto(out, views[0])
+            return
+        np.maximum(views[0], views[1], out=out)
+        for v in views[2:]:
+            np.maximum(out, v, out=out)  # NaN-propagating, like PyTorch's `val > max || isnan(val)`
+
+    parallel.run(block, blocks)
     return y
+
+
+def _plane_blocks(x: np.ndarray) -> tuple[int, list[tuple[int, int]]]:
+    """The outer memory axis of x (N, C, H, W) (1 for a (C, N, H, W) buffer seen as NCHW, else 0) and ranges
+    of it of about ``parallel.CACHE_BLOCK_BYTES`` of input each, so that the kernel's several passes over a
+    block (one per window offset, more in backward) find it in a core's L2 cache. Per-plane work: blocks never
+    change a bit."""
+    axis = 1 if x.shape[0] > 1 and x.shape[1] > 1 and x.strides[1] > x.strides[0] else 0
+    per_item = max(1, x.size // max(1, x.shape[axis]) * x.itemsize)
+    size = max(1, min(x.shape[axis], parallel.CACHE_BLOCK_BYTES // per_item))
+    n = x.shape[axis]
+    return axis, [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def _empty_planes(x: np.ndarray, hw: IntPair, axis: int, dtype=None) -> np.ndarray:
+    """An uninitialised (N, C, *hw) array laid out like x's planes ((C, N, ...) memory when axis == 1)."""
+    n, c = x.shape[:2]
+    dtype = x.dtype if dtype is None else dtype
+    if axis == 1:
+        return np.empty((c, n, *hw), dtype=dtype).transpose(1, 0, 2, 3)
+    return np.empty((n, c, *hw), dtype=dtype)
 
 
 _MASK_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -198,41 +231,47 @@ def max_pool2d_backward_from_values(
         return max_pool2d_backward(dy, idx, x.shape)
     (ho, wo), padded_hw = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     h, w = x.shape[-2:]
-    xp = _pad_plane(x, padding, padded_hw, -np.inf)
     offsets = [(i * dh, j * dw) for i in range(kh) for j in range(kw)]
     # Windows tile the input without overlap when each stride covers its dilated kernel: every input
     # element then gets at most one gradient, and each offset's share can be written instead of added.
     tiled = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1 and (dh, dw) == (1, 1)
     exact = tiled and (ph, pw) == (0, 0) and (sh, sw) == (kh, kw) and (h, w) == (ho * kh, wo * kw)
-    if exact:
-        dxp = np.empty_like(x)  # every element is written below
-    else:
-        dxp = np.zeros(xp.shape, dtype=dy.dtype)
     uint = _MASK_UINT[dy.dtype.itemsize]
-    dy_bits = dy.view(uint)
-    unseen = None
-    for o, (oi, oj) in enumerate(offsets):
-        # First maximum in raster order: a window hits at the first offset whose value equals its max.
-        if o == len(offsets) - 1 and unseen is not None:
-            hit = unseen  # no NaN: some offset holds the max, and it is the only one left
-        else:
-            hit = np.equal(_window_view(xp, oi, oj, (ho, wo), (sh, sw)), y)
-            if unseen is None:
-                unseen = np.logical_not(hit)
+    axis, blocks = _plane_blocks(x)
+    dx = _empty_planes(x, (h, w), axis, dy.dtype)
+    lead = (slice(None),) * axis
+
+    def block(bounds):
+        sl = lead + (slice(*bounds),)
+        xp = _pad_plane(x[sl], padding, padded_hw, -np.inf)
+        yb, dy_bits = y[sl], dy[sl].view(uint)
+        # every element is written below when windows tile x exactly; else a zeroed padded buffer
+        dxp = dx[sl] if exact else np.zeros(xp.shape, dtype=dy.dtype)
+        unseen = None
+        for o, (oi, oj) in enumerate(offsets):
+            # First maximum in raster order: a window hits at the first offset whose value equals its max.
+            if o == len(offsets) - 1 and unseen is not None:
+                hit = unseen  # no NaN: some offset holds the max, and it is the only one left
             else:
-                hit &= unseen
-                unseen ^= hit
-        # dy where hit, else +0.0, as bit masks: exact for every value and no per-element branch.
-        mask = hit.view(np.uint8).astype(uint)
-        np.negative(mask, out=mask)
-        target = _window_view(dxp, oi, oj, (ho, wo), (sh, sw))
-        if tiled:
-            np.bitwise_and(mask, dy_bits, out=target.view(uint))
-        else:
-            target += np.bitwise_and(mask, dy_bits, out=mask).view(dy.dtype)
-    if dxp.shape == x.shape:
-        return dxp
-    return np.ascontiguousarray(dxp[..., ph : ph + h, pw : pw + w])
+                hit = np.equal(_window_view(xp, oi, oj, (ho, wo), (sh, sw)), yb)
+                if unseen is None:
+                    unseen = np.logical_not(hit)
+                else:
+                    hit &= unseen
+                    unseen ^= hit
+            # dy where hit, else +0.0, as bit masks: exact for every value and no per-element branch.
+            mask = hit.view(np.uint8).astype(uint)
+            np.negative(mask, out=mask)
+            target = _window_view(dxp, oi, oj, (ho, wo), (sh, sw))
+            if tiled:
+                np.bitwise_and(mask, dy_bits, out=target.view(uint))
+            else:
+                target += np.bitwise_and(mask, dy_bits, out=mask).view(dy.dtype)
+        if not exact:
+            dx[sl] = dxp[..., ph : ph + h, pw : pw + w]
+
+    parallel.run(block, blocks)
+    return dx
 
 
 def max_pool2d_backward(dy: np.ndarray, indices: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
