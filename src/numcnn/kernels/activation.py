@@ -11,8 +11,6 @@ import math
 
 import numpy as np
 
-from . import parallel
-
 _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
@@ -51,19 +49,9 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, x.dtype.type(0))
 
 
-def _relu_backward_into(dy: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-    uint = _UINT[dy.dtype.itemsize]
-    mask = np.less_equal(y, y.dtype.type(0)).astype(uint)
-    mask -= uint(1)  # zero where y <= 0, all ones elsewhere
-    np.bitwise_and(mask, dy.view(uint), out=out.view(uint))
-
-
 def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dy where y > 0, else 0 (PyTorch's ``threshold_backward``: zero where y <= 0, even a NaN dy).
-    The result keeps dy's memory order; large arrays go in cache-sized blocks (parallel.elementwise)."""
-    if dy.shape != y.shape or dy.dtype != y.dtype:
-        return _zero_where(y <= 0, dy)
-    return parallel.elementwise(_relu_backward_into, np.empty_like(dy), dy, y)
+    """dy where y > 0, else 0 (PyTorch's ``threshold_backward``: zero where y <= 0, even a NaN dy)."""
+    return _zero_where(y <= 0, dy)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:

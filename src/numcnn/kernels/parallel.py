@@ -30,8 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["blas_serial", "elementwise", "get_num_threads", "matmul", "outer_axis", "run", "set_num_threads",
-           "split"]
+__all__ = ["CACHE_BLOCK_BYTES", "blas_serial", "get_num_threads", "matmul", "run", "set_num_threads", "split"]
 
 
 def _cpu_count() -> int:
@@ -73,39 +72,10 @@ def split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i + 1] > bounds[i]]
 
 
-# Elementwise chains run over blocks of about this many output bytes: each block stays in a core's L2 cache
-# (4 MiB here) through all the chain's passes instead of streaming every pass from memory.
+# Kernels that make several passes over an array (batch norm, max-pool backward) work in blocks of about this
+# many bytes: a block stays in a core's L2 cache (4 MiB here) through all the passes instead of streaming every
+# pass from memory.
 CACHE_BLOCK_BYTES = 1 << 20
-
-
-def outer_axis(a: np.ndarray) -> int:
-    """The axis of ``a`` with the largest stride among those longer than 1 (0 if none): cutting along it gives
-    blocks that each cover one contiguous stretch of memory when ``a`` is a transposed contiguous array."""
-    best, axis = -1, 0
-    for i, (size, stride) in enumerate(zip(a.shape, a.strides, strict=True)):
-        if size > 1 and abs(stride) > best:
-            best, axis = abs(stride), i
-    return axis
-
-
-def elementwise(fn: Callable[..., Any], out: np.ndarray, *arrays: np.ndarray) -> np.ndarray:
-    """``fn(*arrays, out=out)`` for an elementwise chain ``fn`` over arrays of ``out``'s shape, cut into
-    cache-sized blocks along ``out``'s outermost axis (shared out over the threads). Returns ``out``; the same
-    bits as one call, since every element is computed from its own inputs."""
-    if out.ndim == 0 or out.nbytes <= CACHE_BLOCK_BYTES:
-        fn(*arrays, out=out)
-        return out
-    axis = outer_axis(out)
-    n = out.shape[axis]
-    size = max(1, n * CACHE_BLOCK_BYTES // out.nbytes)
-    lead = (slice(None),) * axis
-
-    def part(i):
-        sl = lead + (slice(i, min(n, i + size)),)
-        fn(*(a[sl] for a in arrays), out=out[sl])
-
-    run(part, range(0, n, size))
-    return out
 
 
 def _blas_pools() -> list:
