@@ -166,8 +166,15 @@ def batch_norm_eval_forward(
     shift = -running_mean * scale
     if beta is not None:
         shift += beta.reshape(-1)
-    y = x3 * scale[:, None]
-    y += shift[:, None]
+    y = np.empty(x3.shape, dtype=x.dtype)
+
+    def block(bounds):
+        c0, c1 = bounds
+        ys = y[:, c0:c1]
+        np.multiply(x3[:, c0:c1], scale[c0:c1, None], out=ys)
+        ys += shift[c0:c1, None]  # in L2: the block was just written
+
+    parallel.run(block, _channel_blocks(x3))
     return back(y)
 
 
