@@ -554,10 +554,12 @@ def test_rowshift_refuses_strides_and_auto_follows_its_rule():
     with pytest.raises(ValueError, match="'rowshift' needs stride 1, got stride \\(2, 2\\)"):
         conv2d_forward(x, w, None, (2, 2), ((1, 1), (1, 1)), algorithm="rowshift")
     same = ((1, 1), (1, 1))
-    # wide GEMMs, little padding: rowshift; 5x5 'same' on 14x14 (1.65x the work on the padding), 1x1, stride 2,
-    # a single input channel: im2col
+    # wide GEMMs, few padding columns: rowshift; 5x5 'same' on 10x10 (1.4x the work on the padding), 1x1,
+    # stride 2, a single input channel: im2col; grad-weight: always im2col
     assert choose_algorithm((8, 32, 14, 14), (32, 32, 3, 3), (1, 1), same) == "rowshift"
-    assert choose_algorithm((8, 16, 14, 14), (32, 16, 5, 5), (1, 1), ((2, 2), (2, 2))) == "im2col"
+    assert choose_algorithm((8, 32, 14, 14), (32, 32, 3, 3), (1, 1), same, pass_="weight") == "im2col"
+    assert choose_algorithm((8, 16, 10, 10), (32, 16, 5, 5), (1, 1), ((2, 2), (2, 2))) == "im2col"
+    assert choose_algorithm((8, 16, 10, 10), (32, 16, 5, 5), (1, 1), ((2, 2), (2, 2)), pass_="input") == "rowshift"
     assert choose_algorithm((8, 64, 14, 14), (64, 64, 1, 1), (1, 1), ((0, 0), (0, 0))) == "im2col"
     assert choose_algorithm((8, 32, 14, 14), (32, 32, 3, 3), (2, 2), same) == "im2col"
     assert choose_algorithm((8, 1, 28, 28), (16, 1, 5, 5), (1, 1), ((2, 2), (2, 2))) == "im2col"

@@ -83,16 +83,16 @@ def choose_algorithm(
     x (N, C, H, W) with w (K, C/G, R, S): a fixed rule of the shapes, so the same model always computes the same
     way (deterministic bits). Strided convolutions and 1x1 kernels always take "im2col"; for stride 1:
 
-    - forward: "rowshift" (conv_rowshift.py) when its GEMMs are wide enough (C/G*S and K/G*S at least 32) and
-      the padded planes waste little (Hp*Wp <= 1.35 Ho*Wo: 3x3 'same' on 14x14 and larger), else "im2col";
-    - grad-input: "rowshift" unless the layer is depthwise-like (C/G < 2) or its GEMM too narrow (K/G*S < 16);
-    - grad-weight: "im2col" (its GEMM reduces over the batch, where im2col's columns are shortest); a
-      backward that holds the forward's kept columns or rows uses those instead (conv2d_backward_weight).
+    - forward: "rowshift" (conv_rowshift.py) when its GEMM is wide enough (C/G*R and K/G*S at least 16) and the
+      padding columns it also computes are few (Wp <= 1.3 Wo), else "im2col";
+    - grad-input: "rowshift" unless the layer is depthwise-like (C/G < 2) or its GEMM too narrow (K/G*R < 8);
+    - grad-weight: "im2col": its GEMM reduces over the batch in one product, where rowshift needs S of them
+      over Wp/Wo times the positions.
 
-    Measured with 2 threads at batch 100 (ms, im2col vs rowshift): forward 32->32 3x3 on 14x14 4.3 vs 3.1,
-    16->32 5x5 on 14x14 5.2 vs 5.7 (1.65x the work on the padding); grad-input 16->32 5x5 on 14x14 6.7 vs 5.6,
-    64->64 3x3 on 7x7 4.1 vs 2.9, 32->32 3x3 on 14x14 3.9 vs 3.1; grad-weight 16->32 5x5 on 14x14 2.5 vs 6.6,
-    32->32 3x3 on 14x14 2.4 vs 3.0.
+    Measured with 2 threads at batch 100 (ms, im2col vs rowshift), forward / grad-input / grad-weight:
+    64->64 3x3 on 32x32 45.9 / 43.1 / 41.8 vs 37.6 / 38.5 / 44.7; 16->16 3x3 on 28x28 6.3 / 5.7 / 5.2 vs
+    3.9 / 4.1 / 4.1; 32->32 3x3 on 14x14 4.9 / 3.8 / 2.4 vs 3.8 / 3.7 / 3.6; 16->32 5x5 on 14x14 4.8 / 6.9 / 2.6
+    vs 4.9 / 5.2 / 5.7.
     """
     if pass_ not in PASSES:
         raise ValueError(f"choose_algorithm: pass_ must be one of {PASSES}, got {pass_!r}")
@@ -101,13 +101,11 @@ def choose_algorithm(
     if tuple(stride) != (1, 1) or r * s == 1 or pass_ == "weight":
         return "im2col"
     if pass_ == "input":
-        return "rowshift" if cg >= 2 and kg * s >= 16 else "im2col"
-    if s == 1 or cg * s < 32 or kg * s < 32:
-        return "im2col"
-    (top, bottom), (left, right) = padding
-    hp, wp = x_shape[2] + top + bottom, x_shape[3] + left + right
-    ho, wo = hp - dilation[0] * (r - 1), wp - dilation[1] * (s - 1)
-    return "rowshift" if ho > 0 and wo > 0 and hp * wp <= 1.35 * ho * wo else "im2col"
+        return "rowshift" if cg >= 2 and kg * r >= 8 else "im2col"
+    (_, _), (left, right) = padding
+    wp = x_shape[3] + left + right
+    wo = wp - dilation[1] * (s - 1)
+    return "rowshift" if cg * r >= 16 and kg * s >= 16 and 0 < wo and wp <= 1.3 * wo else "im2col"
 
 
 def _resolve(algorithm: str, x_shape, w_shape, stride: Pair, padding: Padding2d, dilation: Pair, groups: int,
@@ -459,6 +457,7 @@ def conv2d_forward(
     the keep limit (the workspace pool's size; backward then rebuilds them from x chunk by chunk).
     """
     out_hw = _conv_output_hw(x.shape, w.shape, stride, padding, dilation, groups)
+    weight_algorithm = _resolve(algorithm, x.shape, w.shape, stride, padding, dilation, groups, "weight")
     algorithm = _resolve(algorithm, x.shape, w.shape, stride, padding, dilation, groups, "forward")
     if algorithm == "naive":
         y, cols = _conv2d_naive(x, w, stride, padding, dilation, groups, out_hw), None
@@ -466,7 +465,9 @@ def conv2d_forward(
             y += b.astype(x.dtype, copy=False)[:, None, None]
     elif algorithm == "rowshift":
         geo = conv_rowshift.Geometry(x.shape, w.shape, padding, dilation, groups)
-        keep = return_cols and x.shape[0] * geo.c * geo.s * geo.plane * x.itemsize <= _keep_limit()
+        # Under "auto" grad-weight runs im2col (rebuilding its columns from x): keeping E would be wasted.
+        keep = return_cols and weight_algorithm == "rowshift"
+        keep = keep and x.shape[0] * geo.c * geo.r * geo.out_block * x.itemsize <= _keep_limit()
         y, rows = conv_rowshift.forward(x, w, b, padding, dilation, groups, keep)
         cols = Columns(rows, "rowshift") if keep else None
     else:

@@ -1,28 +1,28 @@
-"""The "rowshift" algorithm for stride-1 convolutions: row copies and GEMMs on the padded grid, no im2col.
+"""The "rowshift" algorithm for stride-1 convolutions: row copies and GEMMs on a row grid, no im2col.
 
-Lay a chunk of m padded input planes out flat per channel: grid index q = (n*Hp + h)*Wp + w, L = m*Hp*Wp.
-Output position (n, oh, ow) sits at grid index q = (n*Hp + oh)*Wp + ow, and kernel tap (r, s) reads input grid
-index q + r*dh*Wp + s*dw: a constant shift. So with
+Lay each padded input plane out as rows of width Wp, and the outputs of a chunk of m images on the same
+row width: output position (n, oh, ow) at grid index q = n*Ho*Wp + oh*Wp + ow (ow < Wo valid, the Wp - Wo
+others dropped). Kernel tap (r, s) reads padded input row oh + r*dh, column ow + s*dw. So with
 
-    E[(c, s), q] = X[c, q + s*dw]                   (C*S rows, each one contiguous copy of a shifted grid row)
-    T[(r, k), q] = sum_(c, s) W[k, c, r, s] E[(c, s), q]            (one GEMM: (R*K, C*S) @ (C*S, L))
-    Y[k, q]      = sum_r T[(r, k), q + r*dh*Wp]                     (R - 1 shifted whole-row adds)
+    E[(c, r), q] = Xpad[c, n, oh + r*dh, ow]            (C*R rows: each image's Ho*Wp block is one contiguous
+                                                          copy of padded input rows r*dh .. r*dh + Ho)
+    T[(s, k), q] = sum_(c, r) W[k, c, r, s] E[(c, r), q]            (one GEMM: (S*K, C*R) @ (C*R, L))
+    Y[k, q]      = sum_s T[(s, k), q + s*dw]                        (S - 1 whole-row adds, shifted by s*dw)
 
-the convolution costs S row copies where im2col writes C*R*S strided rows of Wo elements, and the GEMM is
-squarer ((R*K) x (C*S) instead of K x (C*R*S)), which OpenBLAS runs closer to its peak. Grad-input is the same
-construction run backwards from dY laid on the grid (D[(k, s), p] = dY[k, p - s*dw]), grad-weight multiplies the
-forward's E, shifted by r*dh*Wp, with dY on the grid. The GEMMs also compute the Hp*Wp - Ho*Wo padding positions
-of each plane, which are dropped (1.13x the useful work for 3x3 on 32x32, 1.65x for 5x5 on 14x14).
+the convolution copies C*R long rows where im2col writes C*R*S strided rows of Wo elements, and its GEMM is
+squarer ((S*K) x (C*R) instead of K x (C*R*S)), which OpenBLAS runs closer to its peak. The GEMM also computes
+the Wp - Wo padding columns of each row: Wp/Wo times the useful work (1.06x for 3x3 on 32x32, 1.29x for 5x5
+'same' on 14x14). Grad-input runs the same construction backwards from dY laid on the row grid (rows shifted
+by r*dh, columns by s*dw), grad-weight multiplies the forward's E, shifted by s*dw, with dY on the row grid.
 
-Measured against im2col on one thread (batch 100): 64->64 3x3 on 32x32 forward 76 vs 93 ms, grad-input 74 vs
-86 ms; 16->32 5x5 on 14x14 grad-input 8.4 vs 10.8 ms, forward even; 1->16 5x5 forward 6.3 vs 1.6 ms (C*S = 5
-rows make a poor GEMM): ``conv.choose_algorithm`` picks per shape. Chunks over the batch and threads work as
-in conv.py; results do not depend on the thread count.
+Measured (batch 100, one thread, ms, im2col vs rowshift): see ``conv.choose_algorithm``, which picks per shape.
+Chunks over the batch and threads work as in conv.py; results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from . import parallel, workspace
 
@@ -41,63 +41,61 @@ class Geometry:
         (self.top, bottom), (self.left, right) = padding
         self.dh, self.dw = dilation
         self.hp, self.wp = self.h + self.top + bottom, self.w + self.left + right
-        self.plane = self.hp * self.wp
         self.ho, self.wo = self.hp - self.dh * (self.r - 1), self.wp - self.dw * (self.s - 1)
-        self.row_shift = self.dh * self.wp  # grid distance between kernel rows
+        self.out_block = self.ho * self.wp  # grid columns of one image's outputs
+        self.in_block = self.h * self.wp  # grid columns of one image's input rows (grad-input)
         self.col_tail = self.dw * (self.s - 1)  # grid distance spanned by a kernel row
 
     def chunks(self, itemsize: int) -> list[tuple[int, int]]:
-        # The biggest scratch per image is E (C*S rows) or D (K*S rows) of a padded plane each.
-        return workspace.batch_chunks(self.n, max(self.c, self.k) * self.s * self.plane * itemsize)
+        # The largest scratch per image: E or D (C*R or K*R rows) and T (S*K or S*C rows) of a row block.
+        rows = max(self.c * self.r + self.s * self.k, self.k * self.r + self.s * self.c)
+        return workspace.batch_chunks(self.n, rows * max(self.out_block, self.in_block) * itemsize)
 
 
 def _forward_matrix(w: np.ndarray, geo: Geometry) -> np.ndarray:
-    """A[g, (r, k), (c, s)] = w[g*Kg + k, c, r, s]: (G, R*Kg, Cg*S)."""
+    """A[g, (s, k), (c, r)] = w[g*Kg + k, c, r, s]: (G, S*Kg, Cg*R)."""
     w5 = w.reshape(geo.g, geo.kg, geo.cg, geo.r, geo.s)
-    return np.ascontiguousarray(w5.transpose(0, 3, 1, 2, 4)).reshape(geo.g, geo.r * geo.kg, geo.cg * geo.s)
+    return np.ascontiguousarray(w5.transpose(0, 4, 1, 2, 3)).reshape(geo.g, geo.s * geo.kg, geo.cg * geo.r)
 
 
 def _input_grad_matrix(w: np.ndarray, geo: Geometry) -> np.ndarray:
-    """B[g, (r, c), (k, s)] = w[g*Kg + k, c, r, s]: (G, R*Cg, Kg*S)."""
+    """B[g, (s, c), (k, r)] = w[g*Kg + k, c, r, s]: (G, S*Cg, Kg*R)."""
     w5 = w.reshape(geo.g, geo.kg, geo.cg, geo.r, geo.s)
-    return np.ascontiguousarray(w5.transpose(0, 3, 2, 1, 4)).reshape(geo.g, geo.r * geo.cg, geo.kg * geo.s)
+    return np.ascontiguousarray(w5.transpose(0, 4, 2, 1, 3)).reshape(geo.g, geo.s * geo.cg, geo.kg * geo.r)
 
 
-def _shifted_rows(src: np.ndarray, rows: int, s: int, step: int, length: int, reverse: bool, dtype) -> np.ndarray:
-    """E (rows*S, length) from src (rows, length + (S-1)*step): E[(i, j)] = src[i, j*step : j*step + length]
-    (or src[i, (S-1-j)*step : ...] with ``reverse``). A pooled buffer."""
-    out = workspace.take((rows * s, length), dtype)
-    o3 = out.reshape(rows, s, length)
-    for j in range(s):
-        lo = (s - 1 - j) * step if reverse else j * step
-        o3[:, j, :] = src[:, lo : lo + length]
-    return out
-
-
-def _x_grid(x: np.ndarray, geo: Geometry, n0: int, n1: int) -> np.ndarray:
-    """x[n0:n1] zero-padded on the grid, (C, m*plane + col_tail), a pooled buffer."""
+def _rows_of_x(x: np.ndarray, geo: Geometry, n0: int, n1: int) -> np.ndarray:
+    """E (C*R, m*Ho*Wp) for images n0..n1 (a pooled buffer): E[(c, r), (n, t)] = padded x[n, c] flat at r*dh*Wp + t."""
     m = n1 - n0
-    length = m * geo.plane
-    xg = workspace.take((geo.c, length + geo.col_tail), x.dtype)
-    xg.fill(0)
-    planes = xg[:, :length].reshape(geo.c, m, geo.hp, geo.wp)
-    planes[:, :, geo.top : geo.top + geo.h, geo.left : geo.left + geo.w] = x[n0:n1].transpose(1, 0, 2, 3)
-    return xg
+    plane = geo.hp * geo.wp
+    xg = workspace.take((geo.c, m, geo.hp, geo.wp), x.dtype)
+    # Only the border must be zero: the interior is overwritten.
+    xg[:, :, : geo.top] = 0
+    xg[:, :, geo.top + geo.h :] = 0
+    xg[:, :, geo.top : geo.top + geo.h, : geo.left] = 0
+    xg[:, :, geo.top : geo.top + geo.h, geo.left + geo.w :] = 0
+    xg[:, :, geo.top : geo.top + geo.h, geo.left : geo.left + geo.w] = x[n0:n1].transpose(1, 0, 2, 3)
+    isz = xg.itemsize
+    rows = as_strided(xg, shape=(geo.c, geo.r, m, geo.out_block),
+                      strides=(m * plane * isz, geo.dh * geo.wp * isz, plane * isz, isz), writeable=False)
+    e = workspace.take((geo.c * geo.r, m * geo.out_block), x.dtype)
+    e.reshape(geo.c, geo.r, m, geo.out_block)[...] = rows
+    workspace.give(xg)
+    return e
 
 
-def _dy_grid(dy: np.ndarray, geo: Geometry, n0: int, n1: int, front: int) -> np.ndarray:
-    """dy[n0:n1] on the grid (zero at padding positions), after ``front`` zeros: (K, front + m*plane), pooled."""
+def _dy_rows(dy: np.ndarray, geo: Geometry, n0: int, n1: int) -> np.ndarray:
+    """dy[n0:n1] on the output row grid, (K, m*Ho*Wp), zero in the Wp - Wo padding columns (pooled)."""
     m = n1 - n0
-    g = workspace.take((geo.k, front + m * geo.plane), dy.dtype)
-    g.fill(0)
-    planes = g[:, front:].reshape(geo.k, m, geo.hp, geo.wp)
-    planes[:, :, : geo.ho, : geo.wo] = dy[n0:n1].transpose(1, 0, 2, 3)
-    return g
+    g = workspace.take((geo.k, m, geo.ho, geo.wp), dy.dtype)
+    g[:, :, :, geo.wo :] = 0
+    g[:, :, :, : geo.wo] = dy[n0:n1].transpose(1, 0, 2, 3)
+    return g.reshape(geo.k, m * geo.out_block)
 
 
 def forward(x, w, b, padding, dilation, groups, keep_rows: bool):
     """y (N, K, Ho, Wo) as a view of a (K, N, Ho, Wo) buffer, and the chunks' E matrices when ``keep_rows``
-    (a list of (n0, n1, E (C*S, m*plane)) for ``backward_weight``), else None."""
+    (a list of (n0, n1, E (C*R, m*Ho*Wp)) for ``backward_weight``), else None."""
     geo = Geometry(x.shape, w.shape, padding, dilation, groups)
     a = _forward_matrix(w.astype(x.dtype, copy=False), geo)
     bias = None if b is None else b.astype(x.dtype, copy=False)[:, None, None, None]
@@ -106,22 +104,20 @@ def forward(x, w, b, padding, dilation, groups, keep_rows: bool):
     def chunk(bounds):
         n0, n1 = bounds
         m = n1 - n0
-        length = m * geo.plane
-        xg = _x_grid(x, geo, n0, n1)
-        e = _shifted_rows(xg, geo.c, geo.s, geo.dw, length, False, x.dtype)
-        workspace.give(xg)
-        t = workspace.take((geo.g, geo.r * geo.kg, length), x.dtype)
-        np.matmul(a, e.reshape(geo.g, geo.cg * geo.s, length), out=t)
-        t4 = t.reshape(geo.g, geo.r, geo.kg, length)
-        valid = length - (geo.r - 1) * geo.row_shift  # every output position lies below this grid index
+        length = m * geo.out_block
+        e = _rows_of_x(x, geo, n0, n1)
+        t = workspace.take((geo.g, geo.s * geo.kg, length), x.dtype)
+        np.matmul(a, e.reshape(geo.g, geo.cg * geo.r, length), out=t)
+        t4 = t.reshape(geo.g, geo.s, geo.kg, length)
+        valid = length - geo.col_tail  # every output position lies below this grid index
         acc = workspace.take((geo.g, geo.kg, length), x.dtype)
-        if geo.r == 1:
+        if geo.s == 1:
             acc[:, :, :valid] = t4[:, 0, :, :valid]
         else:
-            np.add(t4[:, 0, :, :valid], t4[:, 1, :, geo.row_shift : geo.row_shift + valid], out=acc[:, :, :valid])
-            for r in range(2, geo.r):
-                acc[:, :, :valid] += t4[:, r, :, r * geo.row_shift : r * geo.row_shift + valid]
-        out = acc.reshape(geo.k, m, geo.hp, geo.wp)[:, :, : geo.ho, : geo.wo]
+            np.add(t4[:, 0, :, :valid], t4[:, 1, :, geo.dw : geo.dw + valid], out=acc[:, :, :valid])
+            for s in range(2, geo.s):
+                acc[:, :, :valid] += t4[:, s, :, s * geo.dw : s * geo.dw + valid]
+        out = acc.reshape(geo.k, m, geo.ho, geo.wp)[:, :, :, : geo.wo]
         if bias is None:
             y[:, n0:n1] = out
         else:
@@ -138,7 +134,12 @@ def forward(x, w, b, padding, dilation, groups, keep_rows: bool):
 
 
 def backward_input(dy, w, x_shape, padding, dilation, groups):
-    """dx (N, C, H, W) as a view of a (C, N, H, W) buffer."""
+    """dx (N, C, H, W) as a view of a (C, N, H, W) buffer.
+
+    dX on the input row grid (H rows of width Wp per image): dX[c, (n, ih*Wp + j)] = sum_(k, r, s) W[k, c, r, s]
+    dY[k, n, ih + top - r*dh, j - s*dw], so D[(k, r), (n, u)] = dY rows shifted by top - r*dh (zero rows where
+    that leaves the output), T = B @ D, and dX = sum_s T[(s, c)] shifted right by s*dw.
+    """
     geo = Geometry(x_shape, w.shape, padding, dilation, groups)
     bmat = _input_grad_matrix(w, geo)
     dx = np.empty((geo.c, geo.n, geo.h, geo.w), dtype=dy.dtype)
@@ -146,21 +147,32 @@ def backward_input(dy, w, x_shape, padding, dilation, groups):
     def chunk(bounds):
         n0, n1 = bounds
         m = n1 - n0
-        length = m * geo.plane
-        gz = _dy_grid(dy, geo, n0, n1, geo.col_tail)  # D[(k, s), p] = dY[k, p - s*dw], zero before the grid
-        d = _shifted_rows(gz, geo.k, geo.s, geo.dw, length, True, dy.dtype)
-        workspace.give(gz)
-        t = workspace.take((geo.g, geo.r * geo.cg, length), dy.dtype)
-        np.matmul(bmat, d.reshape(geo.g, geo.kg * geo.s, length), out=t)
+        length = m * geo.in_block
+        g = _dy_rows(dy, geo, n0, n1).reshape(geo.k, m, geo.ho, geo.wp)
+        d = workspace.take((geo.k, geo.r, m, geo.h, geo.wp), dy.dtype)
+        for r in range(geo.r):
+            # input row ih reads output row ih + top - r*dh
+            shift = geo.top - r * geo.dh
+            lo, hi = max(0, -shift), min(geo.h, geo.ho - shift)
+            dr = d[:, r]
+            if lo >= hi:
+                dr.fill(0)
+                continue
+            dr[:, :, :lo] = 0
+            dr[:, :, hi:] = 0
+            dr[:, :, lo:hi] = g[:, :, lo + shift : hi + shift]
+        workspace.give(g.reshape(geo.k, m * geo.out_block))
+        t = workspace.take((geo.g, geo.s * geo.cg, length), dy.dtype)
+        np.matmul(bmat, d.reshape(geo.g, geo.kg * geo.r, length), out=t)
         workspace.give(d)
-        t4 = t.reshape(geo.g, geo.r, geo.cg, length)
+        t4 = t.reshape(geo.g, geo.s, geo.cg, length)
         grid = workspace.take((geo.g, geo.cg, length), dy.dtype)
         grid[...] = t4[:, 0]
-        for r in range(1, geo.r):  # tap row r lands r*dh*Wp further on the input grid
-            shift = r * geo.row_shift
-            grid[:, :, shift:] += t4[:, r, :, : length - shift]
-        planes = grid.reshape(geo.c, m, geo.hp, geo.wp)
-        dx[:, n0:n1] = planes[:, :, geo.top : geo.top + geo.h, geo.left : geo.left + geo.w]
+        for s in range(1, geo.s):  # tap column s lands s*dw further right on the input grid
+            shift = s * geo.dw
+            grid[:, :, shift:] += t4[:, s, :, : length - shift]
+        rows = grid.reshape(geo.c, m, geo.h, geo.wp)
+        dx[:, n0:n1] = rows[:, :, :, geo.left : geo.left + geo.w]
         workspace.give(t)
         workspace.give(grid)
 
@@ -170,33 +182,33 @@ def backward_input(dy, w, x_shape, padding, dilation, groups):
 
 def backward_weight(dy, x, rows, w_shape, padding, dilation, groups):
     """dw (K, C/G, R, S). ``rows``: the forward's kept E matrices, or None to rebuild them from x."""
-    geo = Geometry(x.shape if x is not None else (dy.shape[0], w_shape[1] * groups, 0, 0), w_shape, padding,
-                   dilation, groups)
+    k, cg, r, s = w_shape
     if x is None:  # only the kept rows: recover the input size from dy (stride 1: H = Ho + dh*(R-1) - pads)
-        h = dy.shape[2] + geo.dh * (geo.r - 1) - padding[0][0] - padding[0][1]
-        wd = dy.shape[3] + geo.dw * (geo.s - 1) - padding[1][0] - padding[1][1]
-        geo = Geometry((dy.shape[0], w_shape[1] * groups, h, wd), w_shape, padding, dilation, groups)
+        h = dy.shape[2] + dilation[0] * (r - 1) - padding[0][0] - padding[0][1]
+        wd = dy.shape[3] + dilation[1] * (s - 1) - padding[1][0] - padding[1][1]
+        x_shape = (dy.shape[0], cg * groups, h, wd)
+    else:
+        x_shape = x.shape
+    geo = Geometry(x_shape, w_shape, padding, dilation, groups)
     parts = rows if rows is not None else [(n0, n1, None) for n0, n1 in geo.chunks(dy.itemsize)]
-    csg = geo.cg * geo.s
+    crg = geo.cg * geo.r
 
     def chunk(part):
         n0, n1, e = part
         m = n1 - n0
-        length = m * geo.plane
+        length = m * geo.out_block
         own = e is None
         if own:
-            xg = _x_grid(x, geo, n0, n1)
-            e = _shifted_rows(xg, geo.c, geo.s, geo.dw, length, False, dy.dtype)
-            workspace.give(xg)
-        g = _dy_grid(dy, geo, n0, n1, 0)
-        valid = length - (geo.r - 1) * geo.row_shift
-        eg = e.reshape(geo.g, csg, length)
+            e = _rows_of_x(x, geo, n0, n1)
+        g = _dy_rows(dy, geo, n0, n1)
+        valid = length - geo.col_tail
+        eg = e.reshape(geo.g, crg, length)
         gt = g[:, :valid].reshape(geo.g, geo.kg, valid).transpose(0, 2, 1)
-        # (R, G, Cg*S, Kg): dW_r = E shifted by r rows @ dY^T; the long reduction goes inside the GEMM.
-        out = np.empty((geo.r, geo.g, csg, geo.kg), dtype=dy.dtype)
-        for r in range(geo.r):
-            shift = r * geo.row_shift
-            np.matmul(eg[:, :, shift : shift + valid], gt, out=out[r])
+        # (S, G, Cg*R, Kg): dW_s = E shifted by s*dw @ dY^T; the long reduction goes inside the GEMM.
+        out = np.empty((geo.s, geo.g, crg, geo.kg), dtype=dy.dtype)
+        for j in range(geo.s):
+            shift = j * geo.dw
+            np.matmul(eg[:, :, shift : shift + valid], gt, out=out[j])
         workspace.give(g)
         if own:
             workspace.give(e)
@@ -206,6 +218,6 @@ def backward_weight(dy, x, rows, w_shape, padding, dilation, groups):
     total = products[0]
     for p in products[1:]:
         np.add(total, p, out=total)  # chunk order: the same sum whatever the thread count
-    # (R, G, Cg, S, Kg) -> (G, Kg, Cg, R, S) -> (K, Cg, R, S)
-    t5 = total.reshape(geo.r, geo.g, geo.cg, geo.s, geo.kg)
-    return np.ascontiguousarray(t5.transpose(1, 4, 2, 0, 3)).reshape(w_shape)
+    # (S, G, Cg, R, Kg) -> (G, Kg, Cg, R, S) -> (K, Cg, R, S)
+    t5 = total.reshape(geo.s, geo.g, geo.cg, geo.r, geo.kg)
+    return np.ascontiguousarray(t5.transpose(1, 4, 2, 3, 0)).reshape(w_shape)
