@@ -87,7 +87,9 @@ def choose_algorithm(
       padding columns it also computes are few (Wp <= 1.3 Wo), else "im2col";
     - grad-input: "rowshift" unless the layer is depthwise-like (C/G < 2) or its GEMM too narrow (K/G*R < 8);
     - grad-weight: "im2col": its GEMM reduces over the batch in one product, where rowshift needs S of them
-      over Wp/Wo times the positions.
+      over Wp/Wo times the positions. So when a training forward's im2col columns fit the keep limit,
+      ``conv2d_forward(algorithm="auto", return_cols=True)`` builds them instead of running rowshift, and
+      grad-weight reuses them (convnet step 32.8 ms all-im2col, 32.3 rowshift everywhere, 30.6 this way).
 
     Measured with 2 threads at batch 100 (ms, im2col vs rowshift), forward / grad-input / grad-weight:
     64->64 3x3 on 32x32 45.9 / 43.1 / 41.8 vs 37.6 / 38.5 / 44.7; 16->16 3x3 on 28x28 6.3 / 5.7 / 5.2 vs
@@ -458,7 +460,14 @@ def conv2d_forward(
     """
     out_hw = _conv_output_hw(x.shape, w.shape, stride, padding, dilation, groups)
     weight_algorithm = _resolve(algorithm, x.shape, w.shape, stride, padding, dilation, groups, "weight")
+    auto = algorithm == "auto"
     algorithm = _resolve(algorithm, x.shape, w.shape, stride, padding, dilation, groups, "forward")
+    if auto and return_cols and algorithm != weight_algorithm == "im2col":
+        # A grad-weight is coming and will run im2col: if its columns fit the keep limit, building them now
+        # and keeping them costs less than rowshift's forward plus rebuilding them in backward.
+        rows = x.shape[1] * w.shape[2] * w.shape[3]
+        if x.shape[0] * rows * out_hw[0] * out_hw[1] * x.itemsize <= _keep_limit():
+            algorithm = "im2col"
     if algorithm == "naive":
         y, cols = _conv2d_naive(x, w, stride, padding, dilation, groups, out_hw), None
         if b is not None:
