@@ -16,7 +16,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-BLOCK_S = 0.05  # aim for blocks of about this many seconds of timed calls
+# Aim for blocks of about this many seconds of timed calls: a training loop runs steps back to back, and the
+# first calls after a pause run slower on both sides (caches and clocks wake up), so a block holds several.
+BLOCK_S = 0.25
 # Pause before each block: longer than OpenBLAS's default spin-wait. The smoke mode sets it to 0.
 settings = {"settle_s": 0.15}
 

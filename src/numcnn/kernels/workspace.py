@@ -61,7 +61,7 @@ _pooled = [0]
 _lock = threading.Lock()  # kernels take and give from several threads at once (see parallel.py)
 # Work at least this large is cut into at least two parts even when it fits the budget, so that two threads can
 # share it (see parallel.py). Like the budget, it depends on nothing but the shapes: the same bits on any machine.
-SPLIT_BYTES = 1 << 20
+SPLIT_BYTES = 4 << 20
 
 
 def set_memory_budget(nbytes: int) -> None:
