@@ -4,9 +4,10 @@ What it measures (medians of ``--reps`` interleaved repetitions, A B A B ..., af
 
 1. per layer at batch ``--batch``: forward, grad-input and grad-weight of five convolutions (1->16 5x5 on 28x28,
    16->32 5x5 on 14x14, 64->64 3x3 on 32x32, 64->128 3x3 stride 2, depthwise 3x3), max-pool 2x2 and
-   BatchNorm2d, with GFLOP/s and their fraction of the measured float32 GEMM rate. numcnn's ``naive``
-   7-loop reference is timed too, but only on a reduced size (batch 1, at most 2 channels, 8x8), since it
-   runs at a few MFLOP/s;
+   BatchNorm2d, with GFLOP/s and their fraction of the measured float32 GEMM rate. numcnn's convolutions run
+   ``algorithm="auto"`` (what ``nn.Conv2d`` runs; the table names the algorithm each pass took). numcnn's
+   ``naive`` 7-loop reference is timed too, but only on a reduced size (batch 1, at most 2 channels, 8x8),
+   since it runs at a few MFLOP/s;
 2. a full training step (forward, cross-entropy, backward, Adam step) of ``convnet``, ``lenet5`` and ``resnet``;
 3. ``convnet`` inference (``model.eval()``, no fusing) at batch 256 and batch-1 latency;
 4. the peak resident memory of a training step, numcnn and PyTorch each in a fresh process.

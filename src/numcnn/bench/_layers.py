@@ -71,16 +71,29 @@ def _conv_arrays(case: ConvCase, n: int, rng: np.random.Generator):
     return x, w, b, dy
 
 
+def _geometry(case: ConvCase):
+    return (case.stride,) * 2, ((case.pad, case.pad),) * 2, (1, 1), case.groups
+
+
 def _numcnn_conv_ops(case: ConvCase, x, w, b, dy, algorithm: str):
-    geo = ((case.stride,) * 2, ((case.pad, case.pad),) * 2, (1, 1), case.groups)
-    keep = algorithm == "im2col"
+    geo = _geometry(case)
+    keep = algorithm != "naive"
     _, cols = KC.conv2d_forward(x, w, b, *geo, algorithm=algorithm, return_cols=True) if keep else (None, None)
     return {
         "forward": lambda: KC.conv2d_forward(x, w, b, *geo, algorithm=algorithm),
         "grad-input": lambda: KC.conv2d_backward_input(dy, w, x.shape, *geo, algorithm=algorithm),
-        # As in training: the forward's columns when they were kept (one chunk), else rebuilt from x.
+        # As in training: the forward's columns when it kept them, else rebuilt from x.
         "grad-weight": lambda: KC.conv2d_backward_weight(dy, x, w.shape, *geo, algorithm=algorithm, cols=cols),
     }
+
+
+def _auto_choice(case: ConvCase, x, op: str) -> str:
+    """The algorithm ``"auto"`` runs for this pass (an inference forward; grad-weight reuses a training
+    forward's columns when it kept them)."""
+    stride, padding, dilation, groups = _geometry(case)
+    w_shape = (case.k, case.c // case.groups, case.kernel, case.kernel)
+    pass_ = {"forward": "forward", "grad-input": "input", "grad-weight": "weight"}[op]
+    return KC.choose_algorithm(x.shape, w_shape, stride, padding, dilation, groups, pass_)
 
 
 def _torch_conv_ops(case: ConvCase, x, w, b, dy):
@@ -108,7 +121,7 @@ def conv_rows(n: int, reps: int, use_torch: bool, gemm_gflops: float, smoke: boo
     for full in CONV_CASES:
         case = full.shrink(10, 4) if smoke else full
         x, w, b, dy = _conv_arrays(case, n, rng)
-        ours = _numcnn_conv_ops(case, x, w, b, dy, "im2col")
+        ours = _numcnn_conv_ops(case, x, w, b, dy, "auto")  # what nn.Conv2d runs by default
         theirs = _torch_conv_ops(case, x, w, b, dy) if use_torch else {}
         small = case.shrink(NAIVE_REDUCED["hw"], NAIVE_REDUCED["channels"])
         sx, sw, sb, sdy = _conv_arrays(small, NAIVE_REDUCED["n"], rng)
@@ -120,7 +133,7 @@ def conv_rows(n: int, reps: int, use_torch: bool, gemm_gflops: float, smoke: boo
                 fns["torch"] = theirs[op]
             times = interleaved(fns, reps)
             row = {"section": "layer", "name": case.name, "op": op, "shape": [n, case.c, case.hw, case.hw],
-                   "flops": case.flops(n), "numcnn": summary(times["numcnn"])}
+                   "algorithm": _auto_choice(case, x, op), "flops": case.flops(n), "numcnn": summary(times["numcnn"])}
             row["numcnn"]["gflops"] = case.flops(n) / row["numcnn"]["median_ms"] / 1e6
             row["numcnn"]["gemm_fraction"] = row["numcnn"]["gflops"] / gemm_gflops
             if use_torch:

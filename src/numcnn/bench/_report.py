@@ -49,7 +49,8 @@ def format_table(rows: list[dict], gemm_gflops: float) -> str:
         extra = ""
         if r["section"] == "inference":
             extra = f"  ({ours['images_per_s']:.0f} img/s)"
-        lines.append(f"{r['name']:42s} {r['op']:26s} {_ms(ours):>10s} {_ms(r.get('torch')):>9s} {ratio:>6s} "
+        op = f"{r['op']} ({r['algorithm']})" if "algorithm" in r else r["op"]
+        lines.append(f"{r['name']:42s} {op:26s} {_ms(ours):>10s} {_ms(r.get('torch')):>9s} {ratio:>6s} "
                      f"{gf:>8s} {frac:>6s} {nms:>10s} {ngf:>11s} {err:>8s}{extra}")
     return "\n".join(lines)
 
