@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 import numcnn
 from numcnn.cli import train as train_cmd
@@ -18,13 +17,6 @@ COMMON = ["--model", "simplecnn", "--data-dir", None, "--limit", 40, "--batch-si
           "--scheduler", "none", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def fresh_state():
-    conv_select.set_autotune(False)
-    conv_select.clear_algorithm_table()
-    yield
-    conv_select.set_autotune(False)
-    conv_select.clear_algorithm_table()
 
 
 def prefer(monkeypatch, fastest: str) -> None:

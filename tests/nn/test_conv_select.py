@@ -20,14 +20,6 @@ TF = torch.nn.functional
 TINY = "x=2x3x6x6 w=4x3x3x3 s=1x1 p=1,1,1,1 d=1x1 g=1 float32"
 
 
-@pytest.fixture(autouse=True)
-def fresh_state():
-    """The table and the flag are process-wide: every test starts from, and leaves, the defaults."""
-    conv_select.set_autotune(False)
-    conv_select.clear_algorithm_table()
-    yield
-    conv_select.set_autotune(False)
-    conv_select.clear_algorithm_table()
 
 
 def fake_timings(monkeypatch, ms: dict[str, float]) -> list[str]:

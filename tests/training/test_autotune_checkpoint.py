@@ -15,15 +15,6 @@ from numcnn.training import Checkpoint, fit, load_checkpoint, resume, save_check
 from training import test_fit as helpers  # setup(): a seeded conv net, Adam, OneCycleLR and a shuffling loader
 
 
-@pytest.fixture(autouse=True)
-def fresh_state():
-    conv_select.set_autotune(False)
-    conv_select.clear_algorithm_table()
-    yield
-    conv_select.set_autotune(False)
-    conv_select.clear_algorithm_table()
-
-
 def prefer(monkeypatch, fastest: str | None) -> None:
     """Autotune's timings say ``fastest`` wins; None: any timing fails the test (everything must be in the table)."""
 
