@@ -108,3 +108,35 @@ def test_conv_kernels_give_the_same_bits_with_any_thread_count(threads, stride, 
         np.testing.assert_array_equal(results[0][2], results[0][3])  # kept columns = rebuilt columns
     finally:
         workspace.set_memory_budget(old)
+
+
+def test_blocked_pool_and_batch_norm_give_the_same_bits_with_any_thread_count(threads):
+    """Max-pool and batch norm work in L2-sized blocks (several here: 2 MB of input) shared out over threads;
+    blocks are per plane or per channel, so 1, 2 or 3 threads give identical results, equal to the reference."""
+    from numcnn.kernels import norm, pool
+
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal((16, 8, 64, 64)).astype(np.float32), 0).transpose(1, 0, 2, 3)  # (C,N) memory
+    gamma, beta = rng.standard_normal(16).astype(np.float32), rng.standard_normal(16).astype(np.float32)
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        y = pool.max_pool2d_values(x, (2, 2), (2, 2), (0, 0))
+        dy = np.cos(y)
+        dx = pool.max_pool2d_backward_from_values(dy, x, y, (2, 2), (2, 2), (0, 0))
+        bn_y, mean, invstd, var = norm.batch_norm_train_forward(x, gamma, beta, 1e-5, (0, 2, 3), return_var=True)
+        bn_back = norm.batch_norm_backward(np.sin(bn_y), x, mean, invstd, gamma, (0, 2, 3))
+        bn_eval = norm.batch_norm_eval_forward(x, mean, var, gamma, beta, 1e-5, (0, 2, 3))
+        results.append([y, dx, bn_y, mean, invstd, var, *bn_back, bn_eval])
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
+    y, dx = results[0][:2]
+    _, idx = pool.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(y, pool.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))[0])
+    np.testing.assert_array_equal(dx, pool.max_pool2d_backward(np.cos(y), idx, x.shape))  # the index path
+    x64 = x.astype(np.float64)
+    mean64 = x64.mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(results[0][3], mean64, rtol=1e-5, atol=1e-6)
+    ref = (x64 - mean64[:, None, None]) / np.sqrt(x64.var(axis=(0, 2, 3)) + 1e-5)[:, None, None]
+    np.testing.assert_allclose(results[0][2], ref * gamma[:, None, None] + beta[:, None, None], rtol=1e-4, atol=1e-4)

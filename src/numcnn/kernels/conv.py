@@ -12,10 +12,11 @@ Three algorithms compute the same numbers (to float rounding):
   as (batched over groups) matrix products, over the batch in cache-sized chunks (see ``workspace.py``)
   shared out over threads (``parallel.py``); grad-input of a stride-1 convolution sums the column
   gradients on the padded grid with R*S whole-row slice-adds, and a depthwise one skips the GEMM.
-- ``"rowshift"``: stride 1 only; S shifted row copies and squarer GEMMs on the padded grid, R-1 row
-  adds (see ``conv_rowshift.py``).
+- ``"rowshift"``: stride 1 only; R long row copies per channel, a squarer GEMM over rows of the padded
+  width, and S-1 shifted whole-row adds (see ``conv_rowshift.py``).
 
-``"auto"`` (the default) picks im2col or rowshift by a fixed rule of the shapes (``choose_algorithm``).
+``"auto"`` (the default) picks im2col or rowshift for each pass by a fixed rule of the shapes
+(``choose_algorithm``).
 
 The transposed convolution is the adjoint of a convolution, so its three kernels are the
 convolution's kernels with the roles of input and output swapped.
@@ -245,7 +246,7 @@ def _conv2d_backward_weight_naive(dy, x, w_shape, stride, padding, dilation, gro
 
 class Columns(list):
     """The forward's column matrices, one per batch chunk: ``[(n0, n1, cols), ...]``, cols (C*R*S, (n1-n0)*Ho*Wo)
-    for ``algorithm == "im2col"``, the shifted rows E (C*S, (n1-n0)*Hp*Wp) for "rowshift".
+    for ``algorithm == "im2col"``, the row copies E (C*R, (n1-n0)*Ho*Wp) for "rowshift".
 
     Pooled memory lent to the caller of ``conv2d_forward(..., return_cols=True)``: pass it to
     ``conv2d_backward_weight(cols=...)``, then ``release()`` it (or drop it: it is then simply freed).

@@ -8,9 +8,11 @@ reused). Kernels therefore ``take`` their scratch arrays (im2col columns, col2im
 Rules that keep reuse from ever changing a result:
 
 - An array taken from the pool belongs to the taker alone until it is given back.
-- No kernel returns pooled memory to its caller, with one documented exception: the column matrix that
-  ``conv2d_forward(..., return_cols=True)`` lends for backward. The caller gives it back (``give``) after the
-  backward that reads it, or simply drops it (it is then freed, never reused).
+- No kernel returns pooled memory to its caller, with one documented exception: the column matrices (a
+  ``conv.Columns``) that ``conv2d_forward(..., return_cols=True)`` lends for backward. The caller gives them back
+  (``cols.release()``; nn.functional.conv2d does it when the autograd graph frees its saved values) after the
+  backward that reads them, or simply drops them (they are then freed, never reused).
+- Kernels take and give from several threads at once (parallel.py): both hold a lock.
 - ``give`` only files the array for a later ``take`` of the same shape and dtype; the pool holds at most
   ``pool_limit()`` bytes and forgets the oldest arrays beyond that.
 
