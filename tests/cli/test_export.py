@@ -51,6 +51,23 @@ def test_export_then_evaluate_and_predict_the_onnx_file(cli, trained_run, data_d
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
+def test_export_fuse_folds_batch_norm_and_keeps_the_outputs(cli, trained_run, tmp_path):
+    run, _ = trained_run
+    plain, fused = tmp_path / "plain.onnx", tmp_path / "fused.onnx"
+    assert cli("export", run, plain).rc == 0
+    r = cli("export", run, fused, "--fuse")
+    assert r.rc == 0, r.err
+    assert "BatchNorm folded" in r.last
+    ops = [n.op_type for n in onnx.load(str(fused)).graph.node]
+    assert "BatchNormalization" not in ops and ops.count("Conv") == 2
+    assert "BatchNormalization" in [n.op_type for n in onnx.load(str(plain)).graph.node]
+    ort = pytest.importorskip("onnxruntime")
+    x = np.random.default_rng(1).standard_normal((6, 1, 28, 28)).astype(np.float32)
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+            for p in (plain, fused))
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
+
+
 def test_export_errors(cli, trained_run, tmp_path):
     run, _ = trained_run
     one_line_error(cli("export", run, tmp_path / "model.bin"), "should end in .onnx")
