@@ -176,3 +176,29 @@ def test_layer_called_twice_then_backward_matches_torch(budget):
         np.testing.assert_allclose(xt.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(conv.weight.grad.numpy(), t_conv.weight.grad.numpy(), rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(conv.bias.grad.numpy(), t_conv.bias.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("padding", [((1, 1), (1, 1)), ((0, 2), (2, 1)), ((0, 0), (0, 0))])
+def test_rowshift_never_reads_stale_pool_memory(budget, padding):
+    """rowshift zeroes only the borders of its pooled grids: results must not change when every pooled array
+    holds NaN from an earlier call."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 6, 7, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 2)).astype(np.float32)
+    g = ((1, 1), padding, (1, 1), 2)
+    budget(3000)  # several chunks
+    y = K.conv2d_forward(x, w, None, *g, algorithm="rowshift")
+    dy = np.cos(y)
+    first = [y, K.conv2d_backward_input(dy, w, x.shape, *g, algorithm="rowshift"),
+             K.conv2d_backward_weight(dy, x, w.shape, *g, algorithm="rowshift")]
+    pooled = [a for arrays in workspace._free.values() for a in arrays]
+    assert pooled
+    for p in pooled:
+        p.fill(np.nan)
+    again = [K.conv2d_forward(x, w, None, *g, algorithm="rowshift"),
+             K.conv2d_backward_input(dy, w, x.shape, *g, algorithm="rowshift"),
+             K.conv2d_backward_weight(dy, x, w.shape, *g, algorithm="rowshift")]
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    ref = K.conv2d_forward(x.astype(np.float64), w.astype(np.float64), None, *g, algorithm="naive")
+    np.testing.assert_allclose(first[0], ref, rtol=1e-4, atol=1e-4)
