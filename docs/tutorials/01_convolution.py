@@ -155,7 +155,7 @@ def section_timing(x: np.ndarray, w: np.ndarray, b: np.ndarray, slow_times: dict
     print("   (the two loop versions were timed once in section 3; the fast ones are the best of several runs)")
     xt, wt, bt = nc.tensor(x), nc.tensor(w), nc.tensor(b)
     times = dict(slow_times)
-    times["im2col"] = _best_time(lambda: F.conv2d(xt, wt, bt, padding=1), repeats)
+    times["im2col"] = _best_time(lambda: F.conv2d(xt, wt, bt, padding=1, algorithm="im2col"), repeats)
     times["torch"] = None
     max_torch = None
     try:
@@ -167,7 +167,7 @@ def section_timing(x: np.ndarray, w: np.ndarray, b: np.ndarray, slow_times: dict
         with torch.no_grad():
             times["torch"] = _best_time(lambda: torch.nn.functional.conv2d(tx, tw, tb, padding=1), repeats)
             y_torch = torch.nn.functional.conv2d(tx, tw, tb, padding=1).numpy()
-        max_torch = float(np.abs(y_torch - F.conv2d(xt, wt, bt, padding=1).numpy()).max())
+        max_torch = float(np.abs(y_torch - F.conv2d(xt, wt, bt, padding=1, algorithm="im2col").numpy()).max())
     for name, t in times.items():
         if t is not None:
             print(f"   {name:12s} {t * 1e3:10.3f} ms   ({times['seven_loops'] / t:8.1f}x the speed of the seven loops)")
