@@ -115,7 +115,7 @@ def batch_norm_train_forward(
             ys += bt[c0:c1, None]
         mean[c0:c1], var[c0:c1] = m, v
 
-    parallel.run(block, _channel_blocks(x3))
+    parallel.run(block, _channel_blocks(x3), blas=False)
     invstd = f(1) / np.sqrt(var + f(eps))
     if return_var:
         return back(y), mean, invstd, var
@@ -174,7 +174,7 @@ def batch_norm_eval_forward(
         np.multiply(x3[:, c0:c1], scale[c0:c1, None], out=ys)
         ys += shift[c0:c1, None]  # in L2: the block was just written
 
-    parallel.run(block, _channel_blocks(x3))
+    parallel.run(block, _channel_blocks(x3), blas=False)
     return back(y)
 
 
@@ -214,7 +214,7 @@ def batch_norm_backward(
         xc *= k[:, None]
         dbeta[c0:c1], dot[c0:c1] = db, d
 
-    parallel.run(block, _channel_blocks(x3))
+    parallel.run(block, _channel_blocks(x3), blas=False)
     dgamma = None if gamma is None else dot * invstd
     return back(dx), dgamma, dbeta
 

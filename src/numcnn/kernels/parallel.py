@@ -137,19 +137,22 @@ def matmul(a, b, out=None):
         return np.matmul(a, b, out=out)
 
 
-def run(fn: Callable[[Any], Any], items: Sequence) -> list:
+def run(fn: Callable[[Any], Any], items: Sequence, blas: bool = True) -> list:
     """``[fn(item) for item in items]``, with the items shared out over the threads (each thread takes the next
     undone item). Results come back in the items' order; an exception in any item is raised after all have stopped.
+    ``blas=False`` promises that ``fn`` calls no BLAS: the pool's thread count is then left alone.
     """
     threads = min(_state["threads"], len(items))
     if threads <= 1 or getattr(_local, "active", False) or not _region.acquire(blocking=False):
+        if not blas:
+            return [fn(item) for item in items]
         with blas_serial():
             return [fn(item) for item in items]
     try:
         pool = _state["pool"]
         if pool is None:
             pool = _state["pool"] = ThreadPoolExecutor(_state["threads"] - 1, thread_name_prefix="numcnn")
-        saved = [(lib, lib.num_threads) for lib in _blas_pools()]
+        saved = [(lib, lib.num_threads) for lib in _blas_pools()] if blas else []
         for lib, _ in saved:
             lib.set_num_threads(1)
         results: list = [None] * len(items)

@@ -179,7 +179,7 @@ def max_pool2d_values(
         for v in views[2:]:
             np.maximum(out, v, out=out)  # NaN-propagating, like PyTorch's `val > max || isnan(val)`
 
-    parallel.run(block, blocks)
+    parallel.run(block, blocks, blas=False)
     return y
 
 
@@ -270,7 +270,7 @@ def max_pool2d_backward_from_values(
         if not exact:
             dx[sl] = dxp[..., ph : ph + h, pw : pw + w]
 
-    parallel.run(block, blocks)
+    parallel.run(block, blocks, blas=False)
     return dx
 
 
