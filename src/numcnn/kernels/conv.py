@@ -455,8 +455,9 @@ def conv2d_forward(
     """2-D cross-correlation, as torch.nn.functional.conv2d.
 
     x: (N, C, H, W); w: (K, C//groups, R, S); b: (K,) or None. Returns y: (N, K, Ho, Wo) with x's dtype,
-    Ho = conv_output_size(H, R, sh, top + bottom, dh). With im2col, y is a transposed view of the GEMM
-    output (not C-contiguous). With ``return_cols`` returns (y, cols): the column matrices of the batch
+    Ho = conv_output_size(H, R, sh, top + bottom, dh). ``algorithm``: one of ALGORITHMS; "auto" follows
+    ``choose_algorithm`` (and, when ``return_cols``, prefers im2col columns that grad-weight can reuse). With
+    im2col and rowshift, y is a transposed view of a (K, N, Ho, Wo) buffer (not C-contiguous). With ``return_cols`` returns (y, cols): the column matrices of the batch
     chunks (a ``Columns``) for ``conv2d_backward_weight(cols=...)``, lent by the workspace pool (call
     ``cols.release()`` after that backward); None with the naive algorithm, or when the columns exceed
     the keep limit (the workspace pool's size; backward then rebuilds them from x chunk by chunk).
