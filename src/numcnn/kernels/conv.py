@@ -457,10 +457,12 @@ def conv2d_forward(
     x: (N, C, H, W); w: (K, C//groups, R, S); b: (K,) or None. Returns y: (N, K, Ho, Wo) with x's dtype,
     Ho = conv_output_size(H, R, sh, top + bottom, dh). ``algorithm``: one of ALGORITHMS; "auto" follows
     ``choose_algorithm`` (and, when ``return_cols``, prefers im2col columns that grad-weight can reuse). With
-    im2col and rowshift, y is a transposed view of a (K, N, Ho, Wo) buffer (not C-contiguous). With ``return_cols`` returns (y, cols): the column matrices of the batch
-    chunks (a ``Columns``) for ``conv2d_backward_weight(cols=...)``, lent by the workspace pool (call
-    ``cols.release()`` after that backward); None with the naive algorithm, or when the columns exceed
-    the keep limit (the workspace pool's size; backward then rebuilds them from x chunk by chunk).
+    im2col and rowshift, y is a transposed view of a (K, N, Ho, Wo) buffer (not C-contiguous). With
+    ``return_cols`` returns (y, cols): the column matrices of the batch chunks (a ``Columns``) for
+    ``conv2d_backward_weight(cols=...)``, lent by the workspace pool (call ``cols.release()`` after that
+    backward); None with the naive algorithm, when the columns exceed the keep limit (the workspace pool's
+    size; backward then rebuilds them from x chunk by chunk), or when "auto" ran rowshift for a grad-weight
+    that will run im2col.
     """
     out_hw = _conv_output_hw(x.shape, w.shape, stride, padding, dilation, groups)
     weight_algorithm = _resolve(algorithm, x.shape, w.shape, stride, padding, dilation, groups, "weight")

@@ -57,9 +57,7 @@ def _channel_blocks(x3: np.ndarray) -> list[tuple[int, int]]:
     thread). The ranges depend on the shape only: the same bits whatever the thread count.
     """
     a, c, b = x3.shape
-    per_channel = max(1, a * b * x3.itemsize)
-    size = max(1, min(c, parallel.CACHE_BLOCK_BYTES // per_channel))
-    return [(c0, min(c, c0 + size)) for c0 in range(0, c, size)]
+    return parallel.cache_blocks(c, a * b * x3.itemsize)
 
 
 def _channel_sum(v3: np.ndarray) -> np.ndarray:

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CACHE_BLOCK_BYTES", "blas_serial", "get_num_threads", "matmul", "run", "set_num_threads", "split"]
+__all__ = ["CACHE_BLOCK_BYTES", "blas_serial", "cache_blocks", "get_num_threads", "matmul", "run", "set_num_threads",
+           "split"]
 
 
 def _cpu_count() -> int:
@@ -76,6 +77,12 @@ def split(n: int, parts: int) -> list[tuple[int, int]]:
 # many bytes: a block stays in a core's L2 cache (4 MiB here) through all the passes instead of streaming every
 # pass from memory.
 CACHE_BLOCK_BYTES = 1 << 20
+
+
+def cache_blocks(n: int, bytes_per_item: int) -> list[tuple[int, int]]:
+    """[0, n) in ranges of about CACHE_BLOCK_BYTES (at least one item each). Depends on the sizes only."""
+    size = max(1, min(n, CACHE_BLOCK_BYTES // max(1, bytes_per_item)))
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
 
 
 def _blas_pools() -> list:

@@ -189,10 +189,7 @@ def _plane_blocks(x: np.ndarray) -> tuple[int, list[tuple[int, int]]]:
     block (one per window offset, more in backward) find it in a core's L2 cache. Per-plane work: blocks never
     change a bit."""
     axis = 1 if x.shape[0] > 1 and x.shape[1] > 1 and x.strides[1] > x.strides[0] else 0
-    per_item = max(1, x.size // max(1, x.shape[axis]) * x.itemsize)
-    size = max(1, min(x.shape[axis], parallel.CACHE_BLOCK_BYTES // per_item))
-    n = x.shape[axis]
-    return axis, [(i, min(n, i + size)) for i in range(0, n, size)]
+    return axis, parallel.cache_blocks(x.shape[axis], x.size // max(1, x.shape[axis]) * x.itemsize)
 
 
 def _empty_planes(x: np.ndarray, hw: IntPair, axis: int, dtype=None) -> np.ndarray:
