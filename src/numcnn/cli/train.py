@@ -101,7 +101,8 @@ def add_parser(sub) -> None:
                    help="stop at the first operation whose output or gradient holds NaN/Inf, naming the operation, "
                         "the module path, the epoch and the batch (slow: for debugging)")
     p.add_argument("--autotune", action="store_true",
-                   help="time the convolution algorithms (im2col, rowshift) once for each new layer shape and run "
+                   help="time the convolution algorithms (the fixed per-pass rule, im2col, rowshift) once for each new "
+                        "layer shape and run "
                         "the fastest, like torch.backends.cudnn.benchmark (default: a fixed rule of the shapes). "
                         "The choices depend on the timings, so they are saved in the checkpoints and --resume reuses "
                         "them: a resumed run stays bit-identical. Kept in config.json: a resumed run keeps it")

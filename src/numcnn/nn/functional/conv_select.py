@@ -1,8 +1,9 @@
 """Which kernel a conv2d with ``algorithm="auto"`` runs: a process-wide algorithm table, optional autotuning
 (like ``torch.backends.cudnn.benchmark``), else the fixed rule ``kernels.conv.choose_algorithm``.
 
-With autotune on, the first conv2d of each new shape times the candidates ("im2col", plus "rowshift" for
-stride 1) on random data of that shape and keeps the fastest in the table for the rest of the process. The
+With autotune on, the first conv2d of each new shape times the candidates ("auto" -- the fixed per-pass rule --,
+"im2col" and "rowshift" for stride 1; only "im2col" otherwise) on random data of that shape and keeps the
+fastest in the table for the rest of the process. The
 choice depends on timings, so two runs may compute with different algorithms (the same numbers to float
 rounding, not the same bits): checkpoints save the table and resume loads it back, so a resumed run computes
 exactly as the run it continues. A table loaded with :func:`load_algorithm_table` is used even with autotune off.
@@ -28,7 +29,9 @@ __all__ = [
     "load_algorithm_table", "select", "set_autotune",
 ]
 
-CANDIDATES = ("im2col", "rowshift")  # "naive" is a reference, never a candidate
+# "auto" is the fixed per-pass rule (im2col and rowshift mixed pass by pass): listed first, it wins ties, and
+# autotune never picks something slower than what it replaces. "naive" is a reference, never a candidate.
+CANDIDATES = ("auto", "im2col", "rowshift")
 _REPEATS = 3  # best of 3 after one warm-up
 
 _lock = threading.Lock()
@@ -101,9 +104,9 @@ def select(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: tuple[int
            padding: tuple[tuple[int, int], tuple[int, int]], dilation: tuple[int, int], groups: int,
            dtype: DTypeLike, backward: bool) -> str:
     """The algorithm a conv2d of x (N, C, H, W) with w (K, C/groups, R, S) runs when asked for "auto": the
-    table's entry for the call if there is one ("im2col" or "rowshift", for all three passes), else (autotune on)
-    the fastest candidate, measured now and kept in the table, else "auto" itself: the kernels then pick per pass
-    by ``kernels.conv.choose_algorithm``'s fixed rule. padding is ((top, bottom), (left, right));
+    table's entry for the call if there is one ("im2col" or "rowshift" for all three passes, or "auto"), else
+    (autotune on) the fastest candidate, measured now and kept in the table, else "auto" itself: the kernels
+    then pick per pass by ``kernels.conv.choose_algorithm``'s fixed rule. padding is ((top, bottom), (left, right));
     ``backward``: whether a gradient of x or w will be asked for (then the timing includes both backward passes).
     """
     if not _autotune and not _table:  # the default: no key to build, no lock to take
