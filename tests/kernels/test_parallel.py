@@ -140,3 +140,25 @@ def test_blocked_pool_and_batch_norm_give_the_same_bits_with_any_thread_count(th
     np.testing.assert_allclose(results[0][3], mean64, rtol=1e-5, atol=1e-6)
     ref = (x64 - mean64[:, None, None]) / np.sqrt(x64.var(axis=(0, 2, 3)) + 1e-5)[:, None, None]
     np.testing.assert_allclose(results[0][2], ref * gamma[:, None, None] + beta[:, None, None], rtol=1e-4, atol=1e-4)
+
+
+def test_blas_serial_in_another_thread_leaves_the_pool_alone():
+    """OpenBLAS ignores thread-count changes from threads other than the main one once it has run, so only the
+    main thread toggles the pool; a kernel called from another thread neither changes nor breaks it."""
+    a = np.ones((64, 64), np.float32)
+    _ = a @ a  # OpenBLAS has run
+    before = _blas_threads()
+    seen = []
+
+    def other():
+        with parallel.blas_serial():
+            seen.append(_blas_threads())
+        seen.append(_blas_threads())
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(10)
+    assert seen == [before, before] and _blas_threads() == before
+    with parallel.blas_serial():  # the main thread still can
+        assert all(n == 1 for n in _blas_threads())
+    assert _blas_threads() == before

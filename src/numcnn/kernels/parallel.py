@@ -11,7 +11,8 @@ Rules that keep results independent of the number of threads:
 - How work is cut is a function of shapes (and the workspace budget) only, never of the thread count; each part
   writes its own slice of the output, and partial sums are added by the caller in part order. So 1, 2 or 16 threads
   give the same bits (given the same BLAS: OpenBLAS partitions a GEMM's output, not its sums, over threads).
-- While parts run, the BLAS pool is held at one thread and restored afterwards, so parts do not oversubscribe cores.
+- While parts run, the BLAS pool is held at one thread and restored afterwards, so parts do not oversubscribe cores
+  (from the main thread only: OpenBLAS ignores thread-count changes from other threads once it has run).
   Small GEMMs outside the parts (``matmul``) run single-threaded as well: a GEMM spread over OpenBLAS's threads
   leaves them spinning for a while after it returns, and the next kernel's parts then share their cores with
   spinning threads (this made the convnet training step 59 ms instead of 42 ms).
@@ -105,27 +106,39 @@ def _worker(fn: Callable, items: Sequence, results: list, counter) -> None:
         _local.active = False
 
 
+def _hold_blas_serial() -> list:
+    """Set the BLAS pool to one thread; returns what to give back to ``_release_blas_serial``.
+
+    Only the main thread changes it: once OpenBLAS has run, it ignores ``openblas_set_num_threads`` from any other
+    thread (measured with OpenBLAS 0.3.31: a worker thread's call leaves the count unchanged), so a restore from
+    another thread could never happen. Kernels called from another thread leave the pool as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    saved = [(lib, n) for lib in _blas_pools() if (n := lib.num_threads) != 1]
+    for lib, _ in saved:
+        lib.set_num_threads(1)
+    return saved
+
+
+def _release_blas_serial(saved: list) -> None:
+    for lib, n in saved:
+        lib.set_num_threads(n)
+
+
 class blas_serial:  # noqa: N801 - used like a function, as threadpoolctl's threadpool_limits
-    """Context manager: the BLAS pool runs single-threaded inside (nesting-aware, per Python thread; a thread
-    already in a parallel part is single-threaded anyway)."""
+    """Context manager: the BLAS pool runs single-threaded inside (nesting-aware; see ``_hold_blas_serial`` for
+    calls from threads other than the main one)."""
 
     def __enter__(self):
         depth = getattr(_local, "serial", 0)
         _local.serial = depth + 1
-        if depth == 0 and not getattr(_local, "active", False):
-            self._saved = [(lib, lib.num_threads) for lib in _blas_pools()]
-            for lib, n in self._saved:
-                if n != 1:
-                    lib.set_num_threads(1)
-        else:
-            self._saved = []
+        self._saved = _hold_blas_serial() if depth == 0 else []
         return self
 
     def __exit__(self, *exc):
         _local.serial -= 1
-        for lib, n in self._saved:
-            if n != 1:
-                lib.set_num_threads(n)
+        _release_blas_serial(self._saved)
         return False
 
 
@@ -159,9 +172,7 @@ def run(fn: Callable[[Any], Any], items: Sequence, blas: bool = True) -> list:
         pool = _state["pool"]
         if pool is None:
             pool = _state["pool"] = ThreadPoolExecutor(_state["threads"] - 1, thread_name_prefix="numcnn")
-        saved = [(lib, lib.num_threads) for lib in _blas_pools()] if blas else []
-        for lib, _ in saved:
-            lib.set_num_threads(1)
+        saved = _hold_blas_serial() if blas else []
         results: list = [None] * len(items)
         counter = itertools.count()
         futures = [pool.submit(_worker, fn, items, results, counter) for _ in range(threads - 1)]
@@ -169,8 +180,7 @@ def run(fn: Callable[[Any], Any], items: Sequence, blas: bool = True) -> list:
             _worker(fn, items, results, counter)
         finally:
             wait(futures)
-            for lib, n in saved:
-                lib.set_num_threads(n)
+            _release_blas_serial(saved)
         for f in futures:
             f.result()  # re-raise a worker's exception
         return results
