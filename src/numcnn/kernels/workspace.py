@@ -104,11 +104,14 @@ def chunk_size(n: int, bytes_per_item: int) -> int:
 
 
 def batch_chunks(n: int, bytes_per_item: int) -> list[tuple[int, int]]:
-    """The batch ranges [n0, n1) a kernel works in: as few as the budget allows (``chunk_size``), and at least two
-    once the work exceeds ``SPLIT_BYTES``, of near-equal sizes. A pure function of its arguments and the budget."""
+    """The batch ranges [n0, n1) a kernel works in: as few as the budget allows (``chunk_size``), at least two once
+    the work exceeds ``SPLIT_BYTES``, an even number when more than one, of near-equal sizes. A pure function of its
+    arguments and the budget."""
     parts = -(-n // chunk_size(n, bytes_per_item))
     if n * bytes_per_item >= SPLIT_BYTES:
         parts = max(parts, 2)
+    if parts > 1 and parts % 2:
+        parts += 1  # an even count: two threads finish together (3 chunks keep one thread idle a third of the time)
     return split(n, parts)
 
 
