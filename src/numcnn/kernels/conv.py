@@ -239,7 +239,7 @@ def _conv2d_backward_weight_naive(dy, x, w_shape, stride, padding, dilation, gro
 # its chunk into its own pooled buffer and multiplying it with a single-threaded GEMM. Every chunk writes
 # its own slice of the output; grad-weight's per-chunk products are summed in chunk order, so the thread
 # count never changes a result. The forward lends its chunks' columns to the backward (``return_cols``)
-# when they are small enough to keep (``_keep_limit``); otherwise backward rebuilds them chunk by chunk.
+# when they are small enough to keep (``_keepable``); otherwise backward rebuilds them chunk by chunk.
 #
 # GEMM operand order is chosen for OpenBLAS: a product whose result has few rows and a long reduction
 # (dY (K, L) @ cols.T (L, C*R*S)) runs up to 20x slower than the same product computed transposed,
@@ -265,10 +265,15 @@ class Columns(list):
         self.clear()
 
 
-def _keep_limit() -> int:
+def _keepable(nbytes: int) -> bool:
     # Columns up to the pool's size are kept from forward to backward: 31 MB for the convnet's 16->32 5x5
     # layer at batch 100 (saves rebuilding them, 3 ms), never the 236 MB of a 64->64 3x3 layer on 32x32.
-    return workspace.pool_limit()
+    return nbytes <= workspace.pool_limit()
+
+
+def _im2col_bytes(x: np.ndarray, w_shape: tuple[int, ...], out_hw: Pair) -> int:
+    """Bytes of the whole batch's im2col columns (C*R*S, N*Ho*Wo)."""
+    return x.shape[0] * x.shape[1] * w_shape[2] * w_shape[3] * out_hw[0] * out_hw[1] * x.itemsize
 
 
 def _grouped(a: np.ndarray, groups: int) -> np.ndarray:
@@ -299,7 +304,7 @@ def _conv2d_im2col(x, w, b, stride, padding, dilation, groups, out_hw, keep_cols
     bias = None if b is None else b.astype(x.dtype, copy=False)[:, None]
     y = np.empty((k, n, *out_hw), dtype=x.dtype)
     y2 = y.reshape(k, n * hw)
-    keep = keep_cols and n * rows * hw * x.itemsize <= _keep_limit()
+    keep = keep_cols and _keepable(_im2col_bytes(x, w.shape, out_hw))
 
     def chunk(bounds):
         n0, n1 = bounds
@@ -471,8 +476,7 @@ def conv2d_forward(
     if auto and return_cols and algorithm != weight_algorithm == "im2col":
         # A grad-weight is coming and will run im2col: if its columns fit the keep limit, building them now
         # and keeping them costs less than rowshift's forward plus rebuilding them in backward.
-        rows = x.shape[1] * w.shape[2] * w.shape[3]
-        if x.shape[0] * rows * out_hw[0] * out_hw[1] * x.itemsize <= _keep_limit():
+        if _keepable(_im2col_bytes(x, w.shape, out_hw)):
             algorithm = "im2col"
     if algorithm == "naive":
         y, cols = _conv2d_naive(x, w, stride, padding, dilation, groups, out_hw), None
@@ -482,7 +486,7 @@ def conv2d_forward(
         geo = conv_rowshift.Geometry(x.shape, w.shape, padding, dilation, groups)
         # Under "auto" grad-weight runs im2col (rebuilding its columns from x): keeping E would be wasted.
         keep = return_cols and weight_algorithm == "rowshift"
-        keep = keep and x.shape[0] * geo.c * geo.r * geo.out_block * x.itemsize <= _keep_limit()
+        keep = keep and _keepable(x.shape[0] * geo.c * geo.r * geo.out_block * x.itemsize)
         y, rows = conv_rowshift.forward(x, w, b, padding, dilation, groups, keep)
         cols = Columns(rows, "rowshift") if keep else None
     else:

@@ -97,7 +97,7 @@ def batch_norm_train_forward(
     f = x.dtype.type
     (x3,), back = _views(x.shape, axes, x)
     y = np.empty(x3.shape, dtype=x.dtype)
-    mean, var = np.empty(c, dtype=x.dtype), np.empty(c, dtype=x.dtype)
+    mean, var, invstd = (np.empty(c, dtype=x.dtype) for _ in range(3))
     g = None if gamma is None else gamma.reshape(c)
     bt = None if beta is None else beta.reshape(c)
 
@@ -111,10 +111,9 @@ def batch_norm_train_forward(
         ys *= (inv if g is None else inv * g[c0:c1])[:, None]
         if bt is not None:
             ys += bt[c0:c1, None]
-        mean[c0:c1], var[c0:c1] = m, v
+        mean[c0:c1], var[c0:c1], invstd[c0:c1] = m, v, inv
 
     parallel.run(block, _channel_blocks(x3), blas=False)
-    invstd = f(1) / np.sqrt(var + f(eps))
     if return_var:
         return back(y), mean, invstd, var
     return back(y), mean, invstd

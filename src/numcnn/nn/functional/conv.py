@@ -22,7 +22,7 @@ class _Conv2d(Function):
         if algorithm == "auto":  # a tuned or checkpointed choice, else "auto": the kernels pick per pass
             algorithm = conv_select.select(x.shape, w.shape, stride, padding, dilation, groups, x.dtype,
                                            ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
-        keep_cols = ctx.needs_input_grad[1] and algorithm in ("auto", "im2col", "rowshift")
+        keep_cols = ctx.needs_input_grad[1] and algorithm != "naive"
         out = K.conv2d_forward(x, w, b, stride, padding, dilation, groups, algorithm=algorithm, return_cols=keep_cols)
         y, cols = out if keep_cols else (out, None)
         ctx.save_for_backward(x if ctx.needs_input_grad[1] and cols is None else None, w, cols)
