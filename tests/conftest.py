@@ -17,16 +17,3 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_conv_select():
-    """The autotune flag and the conv algorithm table are process-wide: every test starts from, and leaves, the
-    defaults (autotune off, no table)."""
-    from numcnn.nn.functional import conv_select
-
-    conv_select.set_autotune(False)
-    conv_select.clear_algorithm_table()
-    yield
-    conv_select.set_autotune(False)
-    conv_select.clear_algorithm_table()

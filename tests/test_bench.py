@@ -55,7 +55,8 @@ def test_reported_rates_and_ratios_follow_from_the_times(smoke):
             assert ours["gflops"] == pytest.approx(r["flops"] / ours["median_ms"] / 1e6)
             assert ours["gemm_fraction"] == pytest.approx(ours["gflops"] / gemm["numpy"])
     meta = result["meta"]
-    assert meta["torch_threads"] == meta["blas_threads"] == 1  # same thread count on both sides
+    assert meta["torch_threads"] == meta["numcnn_threads"] == 1  # same thread count on both sides
+    assert [b["num_threads"] for b in meta["blas"]] == [1] * len(meta["blas"])
 
 
 def test_table_and_no_torch_mode(tmp_path, capsys):

@@ -6,7 +6,7 @@ import pytest
 
 import numcnn
 from numcnn import models, optim
-from numcnn.kernels import workspace
+from numcnn.kernels.runtime import runtime
 from numcnn.nn import functional as F
 
 
@@ -27,13 +27,8 @@ def _train(name: str, threads: int) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("name", ["convnet", "lenet5"])
 def test_training_steps_give_the_same_bits_with_one_and_two_threads(name):
-    before_threads, before_budget = numcnn.get_num_threads(), workspace.get_memory_budget()
-    workspace.set_memory_budget(64 << 10)  # many chunks, so two threads really share the work
-    try:
+    with runtime.scoped(memory_budget=64 << 10):  # many chunks, so two threads really share the work
         one, two = _train(name, 1), _train(name, 2)
-    finally:
-        numcnn.set_num_threads(before_threads)
-        workspace.set_memory_budget(before_budget)
     assert len(one) == len(two)
     for a, b in zip(one, two, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -19,7 +19,7 @@ import numpy as np
 import numcnn as nc
 import numcnn.nn.functional as F
 from numcnn.data import FashionMNIST
-from numcnn.kernels.im2col import im2col as numcnn_im2col
+from numcnn.kernels.conv import im2col as numcnn_im2col
 from numcnn.utils import summary
 from numcnn.utils.visualize import pyplot as _pyplot
 
@@ -143,7 +143,7 @@ def section_im2col(image: np.ndarray) -> dict:
     out = {"max_abs_hand_im2col_vs_numcnn": float(np.abs(cols - library).max()),
            "max_abs_gemm_vs_conv": float(np.abs(y_gemm - y_conv).max()),
            "real_cols_shape": real_cols.shape, "tiny_cols": cols, "real_cols": real_cols}
-    print(f"   max |hand im2col - numcnn.kernels.im2col| = {out['max_abs_hand_im2col_vs_numcnn']:.1e}")
+    print(f"   max |hand im2col - numcnn.kernels.conv.im2col| = {out['max_abs_hand_im2col_vs_numcnn']:.1e}")
     print(f"   W (2, 9) @ cols (9, 4) reshaped = conv2d: max difference {out['max_abs_gemm_vs_conv']:.1e}")
     print(f"   a 28x28 Fashion-MNIST image with a 5x5 kernel: cols {real_cols.shape} "
           f"({real_cols.size / image.size:.0f}x the image's memory)")

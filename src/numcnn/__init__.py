@@ -4,7 +4,6 @@ import numpy as _np
 
 __version__ = "0.1.0"
 
-from . import _config
 from ._config import manual_seed, tune_malloc_from_env
 from .autograd import Tensor, cat, enable_grad, is_grad_enabled, no_grad, stack, tensor, where
 from .autograd.creation import arange, empty, full, ones, ones_like, rand, randint, randn, zeros, zeros_like
@@ -23,20 +22,20 @@ double = float64
 long = int64
 
 from . import models, nn, optim, utils  # noqa: E402  (they import the names above)
-from .kernels import parallel as _parallel  # noqa: E402
+from .kernels.runtime import runtime  # noqa: E402
 
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads: numcnn's kernels share their batch chunks out over ``n`` threads (each running
     single-threaded GEMMs), and NumPy's BLAS pool is limited to ``n`` for the large GEMMs it runs itself.
-    Results do not depend on ``n`` (see numcnn/kernels/parallel.py). Default: the CPUs this process may use."""
-    _config.set_num_threads(n)
-    _parallel.set_num_threads(int(n))
+    Results do not depend on ``n`` (see numcnn/kernels/parallel.py). Default: the CPUs this process may use.
+    The same as ``numcnn.runtime.threads = n``."""
+    runtime.threads = n
 
 
 def get_num_threads() -> int:
-    """The number of threads numcnn's kernels use (``set_num_threads``)."""
-    return _parallel.get_num_threads()
+    """The number of threads numcnn's kernels use, and the limit of NumPy's BLAS pool once set."""
+    return runtime.threads
 
 
 def __getattr__(name: str):
@@ -50,6 +49,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "Tensor", "arange", "cat", "empty", "enable_grad", "full", "get_num_threads", "is_grad_enabled", "load",
-    "manual_seed", "models", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "save",
-    "set_num_threads", "stack", "tensor", "utils", "where", "zeros", "zeros_like",
+    "manual_seed", "models", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "runtime",
+    "save", "set_num_threads", "stack", "tensor", "utils", "where", "zeros", "zeros_like",
 ]

@@ -1,31 +1,46 @@
-"""numcnn train --autotune: recorded in config.json, the choices saved in checkpoint/, --resume reuses them bit for
-bit. Timings are faked (conv_select._time_candidate patched) so that autotune picks "rowshift" where the fixed rule
-picks "im2col" for simplecnn's 1 -> 10 3x3 conv: the tests can tell which rule ran."""
+"""numcnn train --autotune: recorded in config.json, the choices saved in checkpoint/ (state.json's "runtime"),
+--resume reuses them bit for bit. Timings are faked (kernels.conv.autotune._time_candidate patched) so that autotune
+picks "rowshift" where the fixed rule picks "im2col" for simplecnn's 1 -> 10 3x3 conv: the tests can tell which rule
+ran. Every test runs inside ``runtime.scoped(autotune=False, algorithms={})``: nothing it sets leaks into other
+tests."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 
 import numcnn
 from numcnn.cli import train as train_cmd
 from numcnn.kernels import conv as K
-from numcnn.nn.functional import conv_select
+from numcnn.kernels.conv import autotune
+from numcnn.kernels.runtime import runtime
 
 COMMON = ["--model", "simplecnn", "--data-dir", None, "--limit", 40, "--batch-size", 12, "--epochs", 2,
           "--scheduler", "none", "--quiet"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_runtime():
+    """Autotune off and an empty table for the test; budget, threads, flag and table restored afterwards."""
+    with runtime.scoped(autotune=False, algorithms={}):
+        yield
+
+
+def fresh_process() -> None:
+    """What a new process starts with: autotune off, an empty table."""
+    runtime.autotune = False
+    runtime.load_algorithms({})
 
 
 def prefer(monkeypatch, fastest: str) -> None:
     """Autotune's timings say ``fastest`` wins."""
 
-    def fake(algorithm, *args):
+    def fake(geo, algorithm, x, w, b, dy):
         return 1.0 if algorithm == fastest else 2.0
 
-    monkeypatch.setattr(conv_select, "_time_candidate", fake)
+    monkeypatch.setattr(autotune, "_time_candidate", fake)
 
 
 def args(data_dir, *extra):
@@ -45,17 +60,17 @@ def test_autotune_is_saved_in_the_checkpoint_and_resume_is_bit_identical(cli, da
     reference = weights(tmp_path / "straight" / "model.safetensors")
     assert json.loads((tmp_path / "straight" / "config.json").read_text())["autotune"] is True
     state = json.loads((tmp_path / "straight" / "checkpoint" / "state.json").read_text())
-    table = state["conv_algorithms"]
-    assert state["conv_autotune"] is True
+    assert "conv_algorithms" not in state and "conv_autotune" not in state
+    table = state["runtime"]["algorithms"]
+    assert state["runtime"]["autotune"] is True and state["runtime"]["memory_budget"] == runtime.memory_budget
     # 40 training images in batches of 12 (the last of 4), 4 validation images: every key rowshift
     assert table == {"x=12x1x28x28 w=10x1x3x3 s=1x1 p=1,1,1,1 d=1x1 g=1 float32 train": "rowshift",
                      "x=4x1x28x28 w=10x1x3x3 s=1x1 p=1,1,1,1 d=1x1 g=1 float32 train": "rowshift",
                      "x=4x1x28x28 w=10x1x3x3 s=1x1 p=1,1,1,1 d=1x1 g=1 float32 infer": "rowshift"}
-    assert K.choose_algorithm((12, 1, 28, 28), (10, 1, 3, 3), (1, 1), ((1, 1), (1, 1))) == "im2col"
+    assert K.choose(K.ConvGeometry.of((12, 1, 28, 28), (10, 1, 3, 3), (1, 1), ((1, 1), (1, 1))), "forward") == "im2col"
 
     # interrupted after epoch 1, then resumed by a fresh process (empty table, autotune off, and no timing allowed)
-    conv_select.set_autotune(False)
-    conv_select.clear_algorithm_table()
+    fresh_process()
     original = train_cmd._MetricsWriter.on_epoch_end
 
     def interrupt_after_epoch_1(self, run, record):
@@ -66,22 +81,21 @@ def test_autotune_is_saved_in_the_checkpoint_and_resume_is_bit_identical(cli, da
     out = tmp_path / "interrupted"
     assert cli(*args(data_dir, "--autotune", "--out", out)).rc == 130
     monkeypatch.setattr(train_cmd._MetricsWriter, "on_epoch_end", original)
-    conv_select.set_autotune(False)
-    conv_select.clear_algorithm_table()
+    fresh_process()
     measured = []
 
-    def measure(x_shape, w_shape, stride, padding, dilation, groups, dtype, backward):
-        measured.append((x_shape, backward))
+    def measure(geo, dtype, backward):
+        measured.append((geo.x_shape, backward))
         return {"im2col": 1.0, "rowshift": 2.0}  # were the table not restored, autotune would now pick im2col
 
-    monkeypatch.setattr(conv_select, "_measure", measure)
+    monkeypatch.setattr(autotune, "measure", measure)
     numcnn.manual_seed(12345)
     r = cli("train", "--out", out, "--resume", "--quiet")  # no --autotune: the run keeps its setting
     assert r.rc == 0, r.err
-    assert conv_select.is_autotune_enabled()
+    assert runtime.autotune
     # only the test set (60 images, evaluated once after training) was new to the restored table
     assert measured == [((60, 1, 28, 28), False)]
-    assert conv_select.algorithm_table() == {
+    assert runtime.algorithms == {
         **table, "x=60x1x28x28 w=10x1x3x3 s=1x1 p=1,1,1,1 d=1x1 g=1 float32 infer": "im2col"}
     got = weights(out / "model.safetensors")
     for k in reference:
@@ -97,7 +111,7 @@ def test_help_and_refusing_autotune_on_resume_of_a_run_without_it(cli, data_dir,
     assert cli(*args(data_dir, "--epochs", 1, "--out", out)).rc == 0
     assert json.loads((out / "config.json").read_text())["autotune"] is False
     state = json.loads((out / "checkpoint" / "state.json").read_text())
-    assert state["conv_autotune"] is False
+    assert state["runtime"]["autotune"] is False
     r = cli("train", "--out", out, "--resume", "--autotune", "--epochs", 2)
     assert r.rc == 2 and "--autotune" in r.err and "without it" in r.err
-    assert len(r.err.splitlines()) == 1 and not conv_select.is_autotune_enabled()
+    assert len(r.err.splitlines()) == 1 and not runtime.autotune

@@ -8,6 +8,7 @@ import pytest
 
 import numcnn
 import numcnn.models
+from numcnn.cli import recipe
 from numcnn.cli import train as train_cmd
 from numcnn.data import FashionMNIST, read_idx
 
@@ -169,10 +170,10 @@ def test_resume_refusals(cli, data_dir, tmp_path):
 def test_mnist_augment_crops_but_never_flips():
     config = {"dataset": {"name": "mnist", "image_shape": [1, 28, 28]},
               "normalization": {"mean": [0.0], "std": [1.0]}}
-    kinds = [type(t).__name__ for t in train_cmd.train_transform(config, augment=True).transforms]
+    kinds = [type(t).__name__ for t in recipe.train_transform(config, augment=True).transforms]
     assert kinds == ["RandomCrop", "Normalize"]
     config["dataset"]["name"] = "fashion-mnist"
-    t = train_cmd.train_transform(config, augment=True)
+    t = recipe.train_transform(config, augment=True)
     assert [type(s).__name__ for s in t.transforms] == ["RandomCrop", "RandomHorizontalFlip", "Normalize"]
     assert t.transforms[0].padding == (2, 2, 2, 2) and t.transforms[0].size == (IMAGE_SIZE, IMAGE_SIZE)
 
@@ -183,14 +184,14 @@ def test_flags_override_the_recipe():
 
     base = numcnn.models.recipe("resnet")
     a = Args()
-    assert train_cmd.resolve_recipe(base, a) == base
+    assert recipe.resolve_recipe(base, a) == base
     a.optimizer, a.lr, a.scheduler, a.epochs = "adam", 0.01, "cosine", 4
-    r = train_cmd.resolve_recipe(base, a)
+    r = recipe.resolve_recipe(base, a)
     assert (r["optimizer"], r["optimizer_kwargs"], r["lr"], r["scheduler"], r["max_lr"], r["epochs"]) == \
         ("adam", {}, 0.01, "cosine", None, 4)
     b = Args()
     b.lr = 0.05  # with the recipe's onecycle, --lr is the peak
-    r = train_cmd.resolve_recipe(base, b)
+    r = recipe.resolve_recipe(base, b)
     assert (r["lr"], r["max_lr"], r["optimizer_kwargs"]) == (0.05, 0.05, {"momentum": 0.9, "nesterov": True})
 
 

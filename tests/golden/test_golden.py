@@ -283,24 +283,10 @@ def cases() -> Iterator[tuple[str, Callable[[], dict]]]:
 
 
 def _settings(threads: int):
-    """Run with ``threads`` kernel threads and the small budget; restore afterwards."""
-    import contextlib
+    """``threads`` kernel threads and the small budget inside the block; everything restored afterwards."""
+    from numcnn.kernels.runtime import runtime
 
-    import numcnn
-    from numcnn.kernels import workspace
-
-    @contextlib.contextmanager
-    def scope():
-        before = numcnn.get_num_threads(), workspace.get_memory_budget()
-        numcnn.set_num_threads(threads)
-        workspace.set_memory_budget(BUDGET)
-        try:
-            yield
-        finally:
-            numcnn.set_num_threads(before[0])
-            workspace.set_memory_budget(before[1])
-
-    return scope()
+    return runtime.scoped(threads=threads, memory_budget=BUDGET)
 
 
 def _blas() -> dict:

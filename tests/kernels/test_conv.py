@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from finite_diff import numgrad
 from numcnn.kernels.conv import (
-    choose_algorithm,
+    ConvGeometry,
+    choose,
     col2im,
     conv2d_backward_bias,
     conv2d_backward_input,
@@ -26,7 +27,7 @@ from numcnn.kernels.conv import (
     same_padding,
 )
 
-ALGORITHMS = ["naive", "im2col"]
+ALGORITHMS = ["naive", "im2col", "gemm"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -475,15 +476,16 @@ def test_unknown_algorithm_names_the_allowed_ones():
         ),
     ]
     for call in calls:
-        with pytest.raises(ValueError, match=r"'winograd'.*'im2col', 'naive'"):
+        with pytest.raises(ValueError, match=r"'winograd'.*'reference', 'gemm', 'im2col'.*'naive'"):
             call()
 
 
 def test_bad_shapes_are_refused_with_a_message():
     x, w = _data(0, (1, 4, 5, 5), (2, 3, 3, 3))
-    with pytest.raises(ValueError, match=r"groups=2.*\(1, 4, 5, 5\).*\(2, 3, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"conv2d: expected input with 6 channels \(weight \(2, 3, 3, 3\), "
+                                         r"groups=2\), got shape \(1, 4, 5, 5\)"):
         conv2d_forward(x, w, groups=2)
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(ValueError, match=r"conv2d: kernel size \(3, 3\) \(dilated\) is larger than the padded"):
         conv2d_forward(x[:, :3, :2], w)
     with pytest.raises(ValueError, match="output_padding"):
         conv_transpose2d_forward(x, np.zeros((4, 2, 3, 3)), stride=(2, 2), output_padding=(2, 0))
@@ -556,13 +558,19 @@ def test_rowshift_refuses_strides_and_auto_follows_its_rule():
     same = ((1, 1), (1, 1))
     # wide GEMMs, few padding columns: rowshift; 5x5 'same' on 10x10 (1.4x the work on the padding), 1x1,
     # stride 2, a single input channel: im2col; grad-weight: always im2col
-    assert choose_algorithm((8, 32, 14, 14), (32, 32, 3, 3), (1, 1), same) == "rowshift"
-    assert choose_algorithm((8, 32, 14, 14), (32, 32, 3, 3), (1, 1), same, pass_="weight") == "im2col"
-    assert choose_algorithm((8, 16, 10, 10), (32, 16, 5, 5), (1, 1), ((2, 2), (2, 2))) == "im2col"
-    assert choose_algorithm((8, 16, 10, 10), (32, 16, 5, 5), (1, 1), ((2, 2), (2, 2)), pass_="input") == "rowshift"
-    assert choose_algorithm((8, 64, 14, 14), (64, 64, 1, 1), (1, 1), ((0, 0), (0, 0))) == "im2col"
-    assert choose_algorithm((8, 32, 14, 14), (32, 32, 3, 3), (2, 2), same) == "im2col"
-    assert choose_algorithm((8, 1, 28, 28), (16, 1, 5, 5), (1, 1), ((2, 2), (2, 2))) == "im2col"
+    def rule(x_shape, w_shape, stride, padding, pass_="forward", groups=1):
+        return choose(ConvGeometry.of(x_shape, w_shape, stride, padding, groups=groups), pass_)
+
+    assert rule((8, 32, 14, 14), (32, 32, 3, 3), (1, 1), same) == "rowshift"
+    assert rule((8, 32, 14, 14), (32, 32, 3, 3), (1, 1), same, pass_="weight") == "im2col"
+    assert rule((8, 16, 10, 10), (32, 16, 5, 5), (1, 1), ((2, 2), (2, 2))) == "im2col"
+    assert rule((8, 16, 10, 10), (32, 16, 5, 5), (1, 1), ((2, 2), (2, 2)), pass_="input") == "rowshift"
+    assert rule((8, 64, 14, 14), (64, 64, 1, 1), (1, 1), ((0, 0), (0, 0))) == "im2col"
+    assert rule((8, 64, 14, 14), (64, 64, 1, 1), (1, 1), ((0, 0), (0, 0)), pass_="input") == "grid"
+    assert rule((8, 32, 14, 14), (32, 32, 3, 3), (2, 2), same) == "im2col"
+    assert rule((8, 32, 14, 14), (32, 32, 3, 3), (2, 2), same, pass_="input") == "col2im"
+    assert rule((8, 1, 28, 28), (16, 1, 5, 5), (1, 1), ((2, 2), (2, 2))) == "im2col"
+    assert rule((8, 8, 14, 14), (8, 1, 3, 3), (1, 1), same, pass_="input", groups=8) == "grid"  # depthwise
     # "auto" computes what its choice computes, bit for bit
     x, w = _data(1, (3, 32, 14, 14), (32, 32, 3, 3), dtype=np.float32)
     np.testing.assert_array_equal(conv2d_forward(x, w, None, (1, 1), same, algorithm="auto"),

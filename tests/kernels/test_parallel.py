@@ -8,13 +8,16 @@ from threadpoolctl import threadpool_info
 
 from numcnn.kernels import conv as K
 from numcnn.kernels import parallel, workspace
+from numcnn.kernels.runtime import runtime
 
 
 @pytest.fixture
 def threads():
-    old = parallel.get_num_threads()
-    yield parallel.set_num_threads
-    parallel.set_num_threads(old)
+    def set_threads(n):
+        runtime.threads = n
+
+    with runtime.scoped():
+        yield set_threads
 
 
 def _blas_threads():
@@ -70,17 +73,13 @@ def test_blas_serial_restores_the_pool():
 def test_split_and_batch_chunks_cover_the_range():
     assert parallel.split(10, 3) == [(0, 4), (4, 7), (7, 10)]
     assert parallel.split(2, 5) == [(0, 1), (1, 2)]
-    old = workspace.get_memory_budget()
-    try:
-        workspace.set_memory_budget(1000)
+    with runtime.scoped(memory_budget=1000):
         assert workspace.batch_chunks(10, 300) == [(0, 3), (3, 6), (6, 8), (8, 10)]  # 3 per chunk fit -> 4 chunks
         assert workspace.batch_chunks(1, 10**9) == [(0, 1)]
-        workspace.set_memory_budget(1 << 30)
+        runtime.memory_budget = 1 << 30
         # Work above SPLIT_BYTES is cut in two even when the budget holds it all, so two threads can share it.
         assert workspace.batch_chunks(10, workspace.SPLIT_BYTES // 4) == [(0, 5), (5, 10)]
         assert workspace.batch_chunks(10, 10) == [(0, 10)]
-    finally:
-        workspace.set_memory_budget(old)
 
 
 @pytest.mark.parametrize("stride, groups", [((1, 1), 1), ((2, 2), 1), ((1, 1), 4)])
@@ -89,9 +88,7 @@ def test_conv_kernels_give_the_same_bits_with_any_thread_count(threads, stride, 
     x = rng.standard_normal((12, 8, 15, 15)).astype(np.float32)
     w = rng.standard_normal((8, 8 // groups, 3, 3)).astype(np.float32)
     g = (stride, ((1, 1), (1, 1)), (1, 1), groups)
-    old = workspace.get_memory_budget()
-    workspace.set_memory_budget(20_000)  # several chunks
-    try:
+    with runtime.scoped(memory_budget=20_000):  # several chunks
         results = []
         for n in (1, 2, 3):
             threads(n)
@@ -106,8 +103,6 @@ def test_conv_kernels_give_the_same_bits_with_any_thread_count(threads, stride, 
             for a, b in zip(results[0], other, strict=True):
                 np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(results[0][2], results[0][3])  # kept columns = rebuilt columns
-    finally:
-        workspace.set_memory_budget(old)
 
 
 def test_blocked_pool_and_batch_norm_give_the_same_bits_with_any_thread_count(threads):

@@ -3,8 +3,6 @@ result or leaks pooled memory to a caller (checked against the naive convolution
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,28 +10,32 @@ from hypothesis import strategies as st
 
 from numcnn.kernels import conv as K
 from numcnn.kernels import workspace
+from numcnn.kernels.runtime import runtime
 
 
 @pytest.fixture
 def budget():
     """Set the budget for one test and restore the default afterwards."""
-    old = workspace.get_memory_budget()
-    yield workspace.set_memory_budget
-    workspace.set_memory_budget(old)
+
+    def set_budget(nbytes):
+        runtime.memory_budget = nbytes
+
+    with runtime.scoped():
+        yield set_budget
 
 
 def test_take_give_reuses_by_shape_and_dtype():
-    workspace.clear()
+    runtime.pool.clear()
     a = workspace.take((3, 4), np.float32)
     assert a.shape == (3, 4) and a.dtype == np.float32 and a.flags.c_contiguous
     workspace.give(a)
     workspace.give(a)  # a second give must not file it twice (two takers would share it)
-    assert workspace.pooled_bytes() == a.nbytes
+    assert runtime.pool.nbytes == a.nbytes
     assert workspace.take((4, 3), np.float32) is not a
     assert workspace.take((3, 4), np.float64) is not a
     assert workspace.take((3, 4), np.float32) is a
     assert workspace.take((3, 4), np.float32) is not a  # lent once only
-    assert workspace.pooled_bytes() == 0
+    assert runtime.pool.nbytes == 0
 
 
 def test_pool_forgets_oldest_arrays_beyond_its_limit(budget):
@@ -42,8 +44,8 @@ def test_pool_forgets_oldest_arrays_beyond_its_limit(budget):
     workspace.give(np.empty(600, dtype=np.uint8))
     workspace.give(np.empty(3000, dtype=np.uint8))
     workspace.give(np.empty(5000, dtype=np.uint8))  # over the limit on its own: not kept
-    assert workspace.pooled_bytes() <= workspace.pool_limit() == 4000
-    assert workspace.pooled_bytes() == 3600  # the 500 bytes filed first went first
+    assert runtime.pool.nbytes <= runtime.pool_limit() == 4000
+    assert runtime.pool.nbytes == 3600  # the 500 bytes filed first went first
 
 
 def test_chunk_size_is_a_function_of_shape_and_budget(budget):
@@ -104,12 +106,12 @@ def test_results_never_share_memory_with_the_pool(budget, name):
     x, w = _arrays(2, xs, ws, np.float32)
     g = (stride, padding, dilation, groups)
     budget(600)  # several chunks, so every scratch array goes through the pool
-    workspace.clear()
+    runtime.pool.clear()
     y = K.conv2d_forward(x, w, None, *g)
     dy = np.ones(y.shape, np.float32)
     outs = [y, K.conv2d_backward_input(dy, w, x.shape, *g), K.conv2d_backward_weight(dy, x, w.shape, *g)]
     kept = [a.copy() for a in outs]
-    pooled = [a for arrays in workspace._free.values() for a in arrays]
+    pooled = runtime.pool.arrays()
     assert pooled, "the kernels gave their scratch arrays back"
     for out in outs:
         assert not any(np.shares_memory(out, p) for p in pooled)
@@ -121,14 +123,8 @@ def test_results_never_share_memory_with_the_pool(budget, name):
         np.testing.assert_array_equal(out, copy)
 
 
-@contextmanager
 def _budget(nbytes):
-    old = workspace.get_memory_budget()
-    workspace.set_memory_budget(nbytes)
-    try:
-        yield
-    finally:
-        workspace.set_memory_budget(old)
+    return runtime.scoped(memory_budget=nbytes)
 
 
 @given(seed=st.integers(0, 2**16), budget_bytes=st.sampled_from([1, 2000, 1 << 30]))
@@ -191,7 +187,7 @@ def test_rowshift_never_reads_stale_pool_memory(budget, padding):
     dy = np.cos(y)
     first = [y, K.conv2d_backward_input(dy, w, x.shape, *g, algorithm="rowshift"),
              K.conv2d_backward_weight(dy, x, w.shape, *g, algorithm="rowshift")]
-    pooled = [a for arrays in workspace._free.values() for a in arrays]
+    pooled = runtime.pool.arrays()
     assert pooled
     for p in pooled:
         p.fill(np.nan)

@@ -26,7 +26,8 @@ def _raises(exc, pattern, fn):
 def test_conv2d_wrong_channels_message_is_exact():
     _raises(
         ValueError,
-        re.escape("Conv2d(3, 16, kernel_size=(3, 3)): expected input with 3 channels, got shape (8, 1, 28, 28)"),
+        re.escape("Conv2d(3, 16, kernel_size=(3, 3)): expected input with 3 channels (weight (16, 3, 3, 3), "
+                  "groups=1), got shape (8, 1, 28, 28)"),
         lambda: nn.Conv2d(3, 16, 3)(T(8, 1, 28, 28)),
     )
 
@@ -43,12 +44,12 @@ CASES = [
     ),
     (
         ValueError,
-        r"conv2d: kernel size \(5, 5\).*larger than the padded input size \(3, 3\)",
+        r"Conv2d\(1, 4, kernel_size=\(5, 5\)\): kernel size \(5, 5\).*larger than the padded input size \(3, 3\)",
         lambda: nn.Conv2d(1, 4, 5)(T(2, 1, 3, 3)),
     ),
     (
         ValueError,
-        r"conv1d: kernel size 5.*larger than the padded input length 4",
+        r"Conv1d\(3, 2, kernel_size=\(5,\)\): kernel size 5.*larger than the padded input length 4",
         lambda: nn.Conv1d(3, 2, 5)(T(1, 3, 4)),
     ),
     (ValueError, r"max_pool2d:.*larger than the padded input.*\(8, 3, 1, 1\)", lambda: nn.MaxPool2d(2)(T(8, 3, 1, 1))),
@@ -75,7 +76,7 @@ CASES = [
     (ValueError, r"Conv2d: padding='same' is not supported for strided", lambda: nn.Conv2d(1, 1, 3, 2, "same")),
     (
         ValueError,
-        r"conv_transpose2d: output_padding must be smaller than either stride or dilation",
+        r"ConvTranspose2d\(3, 2, kernel_size=\(3, 3\)\): output_padding must be smaller than either stride or dilation",
         lambda: nn.ConvTranspose2d(3, 2, 3, stride=2, output_padding=2)(T(1, 3, 4, 4)),
     ),
     (ValueError, r"MaxPool2d: stride must be >= 1, got 0", lambda: nn.MaxPool2d(2, stride=0)),

@@ -1,4 +1,4 @@
-"""Process-wide settings: default dtype, the seeded random generator, thread count.
+"""Process-wide settings: default dtype and the seeded random generator (threads: numcnn.kernels.runtime).
 
 Everything random in numcnn (initialisation, dropout, ``randn``, shuffling when no generator is given) draws
 from one :class:`numpy.random.Generator`; :func:`manual_seed` replaces it, so the same seed gives the same run,
@@ -13,7 +13,7 @@ from .malloc import malloc_tuned, tune_malloc, tune_malloc_from_env  # noqa: F40
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 
-_state = {"generator": np.random.default_rng(0), "threadpool": None}
+_state = {"generator": np.random.default_rng(0)}
 
 
 def manual_seed(seed: int) -> np.random.Generator:
@@ -31,23 +31,3 @@ def default_generator() -> np.random.Generator:
 
 def get_generator(generator: np.random.Generator | None = None) -> np.random.Generator:
     return default_generator() if generator is None else generator
-
-
-def set_num_threads(n: int) -> None:
-    """Limit the BLAS/OpenMP thread pools NumPy uses to ``n`` threads (through threadpoolctl)."""
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
-    from threadpoolctl import threadpool_limits
-
-    old = _state["threadpool"]
-    if old is not None:
-        old.restore_original_limits()
-    _state["threadpool"] = threadpool_limits(limits=int(n))
-
-
-def get_num_threads() -> int:
-    """The number of threads of the first BLAS pool NumPy uses (1 if none is found)."""
-    from threadpoolctl import threadpool_info
-
-    counts = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
-    return counts[0] if counts else 1

@@ -2,9 +2,8 @@
 
 Why: a training step allocates and frees dozens of activation-sized arrays (megabytes each). By default glibc
 serves such blocks with fresh ``mmap``s, or trims the top of its heap once a few megabytes are free, so the next
-step maps the same memory again and pays a page fault per 4 KiB page on first touch. On the 2-core machine numcnn
-is developed on that made an in-place ReLU over 5 MB take 1.1 ms inside a training step against 0.35 ms when its
-memory was warm, and the ``convnet`` training step 57 ms instead of 45 ms.
+step maps the same memory again and pays a page fault per 4 KiB page on first touch (what that costs a training
+step: docs/performance.md).
 
 ``tune_malloc`` sets two glibc knobs, as a caching allocator would: blocks up to 32 MiB (glibc's largest
 ``M_MMAP_THRESHOLD``) come from the heap, and the heap is trimmed only when 1 GiB at its top is free. Freed memory

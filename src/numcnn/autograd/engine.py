@@ -77,8 +77,4 @@ def run_backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
                 prev = grads.get(id(p))
                 grads[id(p)] = pg if prev is None else prev + pg
         if not retain_graph:
-            for release in ctx.__dict__.get("on_free", ()):
-                release()  # e.g. pooled scratch a Function kept for its backward (see nn.functional.conv)
-            ctx.__dict__.clear()
-            ctx.saved_tensors = ()
-            ctx.fn = None
+            ctx.free()

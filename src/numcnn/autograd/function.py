@@ -9,6 +9,11 @@ A Function subclass implements two static methods::
 ``ctx.needs_input_grad`` tells backward which gradients somebody asked for, so it can skip the rest.
 Everything is saved on the context of the call, never on the Function or a module: a layer used twice in one
 graph keeps two contexts.
+
+A forward may save memory it has to hand back, rather than let the garbage collector take it (convolution keeps
+pooled im2col columns for its grad-weight): ``ctx.on_free(release)`` registers ``release()``, called exactly once
+when the graph frees this context's saved values, i.e. after its backward unless ``retain_graph=True``. If no
+backward ever runs, ``release`` is never called and the memory is simply freed with the graph.
 """
 
 from __future__ import annotations
@@ -23,10 +28,25 @@ _forward_hook = None
 class Context:
     """Per-call storage for backward."""
 
-    __slots__ = ("saved_tensors", "needs_input_grad", "parents", "fn", "__dict__")
+    __slots__ = ("saved_tensors", "needs_input_grad", "parents", "fn", "_releases", "__dict__")
 
     def save_for_backward(self, *arrays) -> None:
         self.saved_tensors = arrays
+
+    def on_free(self, release) -> None:
+        """Call ``release()`` once when the saved values are freed (see the module docstring)."""
+        if getattr(self, "_releases", None) is None:
+            self._releases = []
+        self._releases.append(release)
+
+    def free(self) -> None:
+        """Drop everything saved for backward, running the ``on_free`` callbacks first (the engine calls this)."""
+        releases, self._releases = getattr(self, "_releases", None) or (), None
+        for release in releases:
+            release()
+        self.__dict__.clear()
+        self.saved_tensors = ()
+        self.fn = None
 
 
 class Function:

@@ -6,7 +6,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import ops
+from . import activation_ops, ops
 from .engine import run_backward
 from .grad_mode import _GradMode
 
@@ -39,6 +39,14 @@ def to_array(data, dtype=None) -> np.ndarray:
 
 def _is_float(dtype) -> bool:
     return dtype.kind == "f"
+
+
+def check_floating(x: Tensor, fn: str, name: str = "input") -> None:
+    """Refuse a tensor that is not floating point, naming the function (also nn.functional's check)."""
+    if not _is_float(x.dtype):
+        raise TypeError(
+            f"{fn}: expected {name} to be a floating point tensor, got dtype {x.dtype} (call .float() on it)"
+        )
 
 
 def _index(idx):
@@ -413,30 +421,26 @@ class Tensor:
 
     clip = clamp
 
+    # Activations: the Functions of nn.functional's relu, sigmoid, ... (autograd/activation_ops.py), same checks.
     def relu(self):
-        from ..nn import functional as F
-
-        return F.relu(self)
+        check_floating(self, "relu")
+        return activation_ops.ReLU.apply(self)
 
     def sigmoid(self):
-        from ..nn import functional as F
-
-        return F.sigmoid(self)
+        check_floating(self, "sigmoid")
+        return activation_ops.Sigmoid.apply(self)
 
     def tanh(self):
-        from ..nn import functional as F
-
-        return F.tanh(self)
+        check_floating(self, "tanh")
+        return activation_ops.Tanh.apply(self)
 
     def softmax(self, dim: int):
-        from ..nn import functional as F
-
-        return F.softmax(self, dim)
+        check_floating(self, "softmax")
+        return activation_ops.Softmax.apply(self, activation_ops.softmax_dim(self, dim, "softmax"))
 
     def log_softmax(self, dim: int):
-        from ..nn import functional as F
-
-        return F.log_softmax(self, dim)
+        check_floating(self, "log_softmax")
+        return activation_ops.LogSoftmax.apply(self, activation_ops.softmax_dim(self, dim, "log_softmax"))
 
     # ------------------------------------------------------------ reductions
     def sum(self, dim=None, keepdim: bool = False):

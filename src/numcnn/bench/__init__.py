@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=None, help="run only these sections")
     parser.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch even if installed")
     parser.add_argument("--no-png", action="store_true", help="do not draw bench.png")
+    parser.add_argument("--markdown", metavar="PATH", default=None,
+                        help="also write the results as a dated Markdown report naming the machine (this is how "
+                             "docs/performance.md is made)")
     parser.add_argument("--settle", type=float, default=0.15,
                         help="seconds to pause before each timed block so the other library's spinning worker "
                              "threads go to sleep (default: 0.15; 0 in --smoke)")
@@ -73,13 +76,21 @@ def _torch_available(disabled: bool) -> bool:
     return True
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
+    except OSError:
+        return platform.processor() or "unknown"
+
+
 def _settings(use_torch: bool, threads: int | None, stack: contextlib.ExitStack) -> dict:
     """Apply the thread count to both libraries (restored when ``stack`` closes) and describe the run."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     import numcnn
 
-    from ..kernels import workspace
+    from ..kernels.runtime import runtime
 
     if threads:
         stack.enter_context(threadpool_limits(limits=threads))
@@ -89,10 +100,10 @@ def _settings(use_torch: bool, threads: int | None, stack: contextlib.ExitStack)
             for info in threadpool_info() if info.get("user_api") == "blas"]
     meta = {
         "numcnn": numcnn.__version__, "numpy": np.__version__, "python": platform.python_version(),
-        "machine": platform.machine(), "cpus": os.cpu_count(), "blas": blas,
-        "blas_threads": numcnn._config.get_num_threads(), "numcnn_threads": numcnn.get_num_threads(),
+        "machine": platform.machine(), "cpu": _cpu_model(), "cpus": os.cpu_count(), "blas": blas,
+        "numcnn_threads": numcnn.get_num_threads(),
         "env": {k: os.environ.get(k) for k in ENV_VARS},
-        "numcnn_memory_budget_mb": workspace.get_memory_budget() / 2**20,
+        "numcnn_memory_budget_mb": runtime.memory_budget / 2**20,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if use_torch:
@@ -201,6 +212,9 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     result = {"meta": meta, "rows": rows, "failures": failures}
     _report.write_json(os.path.join(out, "bench.json"), result)
     note = None if args.no_png else _report.write_png(os.path.join(out, "bench.png"), rows)
+    if args.markdown:
+        _report.write_markdown(args.markdown, result)
+        print(f"wrote {args.markdown}")
     print(f"\nwrote {os.path.join(out, 'bench.json')}" + ("" if args.no_png or note else " and bench.png"))
     if note:
         print(note)

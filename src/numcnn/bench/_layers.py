@@ -77,7 +77,7 @@ def _geometry(case: ConvCase):
 
 def _numcnn_conv_ops(case: ConvCase, x, w, b, dy, algorithm: str):
     geo = _geometry(case)
-    keep = algorithm != "naive"
+    keep = KC.canonical(algorithm) != "reference"
     _, cols = KC.conv2d_forward(x, w, b, *geo, algorithm=algorithm, return_cols=True) if keep else (None, None)
     return {
         "forward": lambda: KC.conv2d_forward(x, w, b, *geo, algorithm=algorithm),
@@ -88,12 +88,11 @@ def _numcnn_conv_ops(case: ConvCase, x, w, b, dy, algorithm: str):
 
 
 def _auto_choice(case: ConvCase, x, op: str) -> str:
-    """The algorithm ``"auto"`` runs for this pass (an inference forward; grad-weight reuses a training
+    """The kernel ``"auto"`` runs for this pass (an inference forward; grad-weight reuses a training
     forward's columns when it kept them)."""
-    stride, padding, dilation, groups = _geometry(case)
     w_shape = (case.k, case.c // case.groups, case.kernel, case.kernel)
-    pass_ = {"forward": "forward", "grad-input": "input", "grad-weight": "weight"}[op]
-    return KC.choose_algorithm(x.shape, w_shape, stride, padding, dilation, groups, pass_)
+    plan = KC.plan(KC.ConvGeometry.of(x.shape, w_shape, *_geometry(case)))
+    return {"forward": plan.forward, "grad-input": plan.input, "grad-weight": plan.weight}[op]
 
 
 def _torch_conv_ops(case: ConvCase, x, w, b, dy):

@@ -55,6 +55,41 @@ def format_table(rows: list[dict], gemm_gflops: float) -> str:
     return "\n".join(lines)
 
 
+def write_markdown(path: str, result: dict) -> None:
+    """The run as a Markdown page: when, on what machine, with which settings, and the table."""
+    meta = result["meta"]
+    blas = "; ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})" for b in meta["blas"]) or "none"
+    env = ", ".join(f"{k}={v}" for k, v in meta["env"].items() if v is not None) or "none set"
+    gemm = meta["gemm"]
+    lines = [
+        "# numcnn performance",
+        "",
+        "Made by `numcnn bench --markdown` (numcnn/bench): every figure below is a median of interleaved "
+        "repetitions, numcnn and PyTorch in the same process on the same arrays; ratio = numcnn time / PyTorch time. "
+        "Regenerate it rather than editing it; other measured figures quoted in the code's comments live here too.",
+        "",
+        f"- date: {meta['time']}",
+        f"- machine: {meta['cpu']}, {meta['cpus']} CPUs ({meta['machine']}), Python {meta['python']}, "
+        f"NumPy {meta['numpy']}" + (f", PyTorch {meta['torch']}" if "torch" in meta else ""),
+        f"- BLAS: {blas}; float32 GEMM {gemm['n']}x{gemm['n']}: numpy {gemm['numpy']:.1f} GFLOP/s"
+        + (f", torch {gemm['torch']:.1f} GFLOP/s" if "torch" in gemm else ""),
+        f"- threads: numcnn {meta['numcnn_threads']}" + (f", PyTorch {meta['torch_threads']}" if "torch" in meta
+                                                          else "")
+        + f"; memory budget {meta['numcnn_memory_budget_mb']:.0f} MiB; environment: {env}",
+        f"- batch {meta['batch']}, medians of >= {meta['reps']} repetitions" + (" (smoke run)" if meta["smoke"]
+                                                                               else ""),
+        "",
+        "```",
+        format_table(result["rows"], gemm["numpy"]),
+        "```",
+        "",
+    ]
+    extra = result.get("notes")
+    if extra:
+        lines += [extra, ""]
+    atomic_write(path, "\n".join(lines).encode())
+
+
 def write_json(path: str, result: dict) -> None:
     atomic_write(path, (json.dumps(result, indent=2) + "\n").encode())
 

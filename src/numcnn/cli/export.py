@@ -9,10 +9,6 @@ import numpy as np
 from . import runs
 from .errors import CLIError
 
-#: Key of the ONNX metadata_props entry holding the run's config.json, so the file alone is enough for
-#: ``numcnn predict`` / ``numcnn evaluate`` (class names, normalization).
-CONFIG_KEY = "numcnn.config"
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -48,7 +44,7 @@ def run(args) -> int:
         model = fuse(model)
     try:
         nc_onnx.export(model, example, args.output, opset=args.opset,
-                       metadata={CONFIG_KEY: json.dumps(loaded.config)})
+                       metadata={runs.CONFIG_KEY: json.dumps(loaded.config)})
     except (ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
     print(f"wrote {args.output} (opset {args.opset}, input (batch, {', '.join(map(str, shape))}), "

@@ -35,6 +35,9 @@ FORMAT = "numcnn-run/1"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint"
+#: Key of the ONNX metadata_props entry holding the run's config.json (written by ``numcnn export``), so the file
+#: alone is enough for ``numcnn predict`` / ``numcnn evaluate`` (class names, normalization).
+CONFIG_KEY = "numcnn.config"
 #: Every name ``numcnn train --force`` may delete (and nothing else).
 RUN_FILES = (CONFIG, WEIGHTS, CHECKPOINT, f".{CHECKPOINT}.tmp", f".{CHECKPOINT}.old", "metrics.csv", "metrics.json",
              "curves.png", "confusion.png", "confusion-val.png", "confusion-train.png")
@@ -192,8 +195,6 @@ def _load_onnx(path: Path) -> Loaded:
         raise CLIError(f"{path}: reading ONNX files needs the onnx package: pip install 'numcnn[onnx]' ({e})") from None
     except ValueError as e:
         raise CLIError(str(e)) from None
-    from .export import CONFIG_KEY
-
     if CONFIG_KEY in model.metadata:
         try:
             config = check_config(json.loads(model.metadata[CONFIG_KEY]), f"{path} (metadata {CONFIG_KEY})")

@@ -2,182 +2,40 @@
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
-import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .. import __version__, manual_seed, models, optim
+from .. import __version__, manual_seed, models
 from ..autograd.anomaly import AnomalyError
-from ..data import Compose, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip
+from ..data import DataLoader
 from ..data.stats import channel_stats
-from ..nn.functional import conv_select
+from ..kernels.runtime import runtime
 from ..serialization import save
 from ..training import Callback, Checkpoint, TrainingDiverged, evaluate, fit, resume
 from ..training.losses import get_loss
-from . import figures, runs
-from .argtypes import add_model_options, nonneg_float, nonneg_int, positive_float, positive_int
+from . import figures, runs, train_args
 from .errors import CLIError
+from .recipe import (
+    FIXED_LENGTH,
+    build_optimizer,
+    build_scheduler,
+    resolve_recipe,
+    train_transform,
+)
 
-OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop,
-              "adagrad": optim.Adagrad}
-SCHEDULERS = ("onecycle", "step", "cosine", "none")
-# Schedules whose shape depends on the planned number of epochs: a finished run cannot be extended bit for bit.
-FIXED_LENGTH = ("onecycle", "cosine")
 # Flags a resumed run must not change (the run folder's config.json decides them): flag -> where in the config.
 KEPT_ON_RESUME = {"model": ("model", "name"), "dataset": ("dataset", "name"), "seed": ("seed",),
                   "limit": ("dataset", "limit")}
 
 
-def _recipes_epilog() -> str:
-    lines = ["default recipes (explicit flags override their parts):"]
-    for name in models.names():
-        r = models.recipe(name)
-        sched = f"onecycle to {r['max_lr']:g}" if r["scheduler"] == "onecycle" else "no schedule"
-        kw = "".join(f", {k}={v}" for k, v in r["optimizer_kwargs"].items())
-        lines.append(f"  {name:<10} {r['optimizer']} lr {r['lr']:g}{kw}, {sched}, batch {r['batch_size']}, "
-                     f"{r['epochs']} epochs, weight decay {r['weight_decay']:g}, "
-                     f"{'augment' if r['augment'] else 'no augment'}, loss {r['loss']}")
-    lines += ["", "The run folder (--out) receives config.json, model.safetensors, checkpoint/, metrics.csv,",
-              "metrics.json and curves.png. The last line printed is 'test accuracy: 0.XXXX'."]
-    return "\n".join(lines)
-
-
 def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "train", help="train a model (default: convnet on Fashion-MNIST, 3 epochs)",
-        description=textwrap.fill(
-            "Train a model of the zoo on MNIST or Fashion-MNIST with the model's default recipe. 5,000 training "
-            "images (chosen by --seed; a tenth of --limit when that is fewer) are held out for validation after "
-            "each epoch; inputs are normalised by the training split's mean and std; the test set is used once, "
-            "at the end.", 79),
-        epilog=_recipes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None, metavar="NAME",
-                   help=f"one of: {', '.join(models.names())} (default: convnet)")
-    add_model_options(p)
-    p.add_argument("--dataset", default=None, metavar="NAME",
-                   help=f"one of: {', '.join(runs.DATASETS)} (default: fashion-mnist)")
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="folder holding the dataset's IDX files (default: $NUMCNN_DATA, ~/.cache/numcnn, "
-                        "/usr/share/datasets/fashion-mnist)")
-    p.add_argument("--download", action="store_true",
-                   help="download the dataset (into --data-dir, else ~/.cache/numcnn) when it is not found")
-    p.add_argument("--epochs", type=positive_int, default=None, metavar="N",
-                   help="epochs in total (default: the recipe's; with --resume, training continues up to N)")
-    p.add_argument("--batch-size", type=positive_int, default=None, metavar="N", help="default: the recipe's")
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None,
-                   help="default: the recipe's (its extra arguments, e.g. SGD's momentum, are kept only when the "
-                        "optimizer is the recipe's)")
-    p.add_argument("--lr", type=positive_float, default=None,
-                   help="learning rate; with the onecycle schedule, its peak (default: the recipe's)")
-    p.add_argument("--momentum", type=nonneg_float, default=None, help="momentum of sgd or rmsprop")
-    p.add_argument("--weight-decay", type=nonneg_float, default=None, help="L2 penalty (default: the recipe's)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
-                   help="onecycle: OneCycleLR peaking at --lr, stepped per batch; step: StepLR(step_size=1, "
-                        "gamma=0.7) per epoch; cosine: CosineAnnealingLR over the epochs; none: constant "
-                        "(default: the recipe's)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random crop with 2 pixels of padding, plus horizontal flips for Fashion-MNIST only "
-                        "(default: the recipe's)")
-    p.add_argument("--seed", type=nonneg_int, default=None,
-                   help="seeds the initialisation, the validation split and the shuffling (default: 0)")
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                   help="train on N images only, holding out N/10 for validation (quick runs, tests)")
-    p.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/MODEL-DATASET)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its last checkpoint, up to --epochs in total")
-    group.add_argument("--force", action="store_true",
-                       help="start over in an existing run folder (its run files are deleted)")
-    p.add_argument("--quiet", action="store_true", help="print only the final 'test accuracy' line")
-    p.add_argument("--distributed", action="store_true",
-                   help="data-parallel training over the MPI ranks this command was started on (mpirun -np N numcnn "
-                        "train --distributed ...; needs pip install 'numcnn[mpi]'): --batch-size stays the global "
-                        "batch, split evenly over the ranks; only rank 0 prints and writes the run folder")
-    p.add_argument("--detect-anomaly", action="store_true",
-                   help="stop at the first operation whose output or gradient holds NaN/Inf, naming the operation, "
-                        "the module path, the epoch and the batch (slow: for debugging)")
-    p.add_argument("--autotune", action="store_true",
-                   help="time the convolution algorithms (the fixed per-pass rule, im2col, rowshift) once for each new "
-                        "layer shape and run "
-                        "the fastest, like torch.backends.cudnn.benchmark (default: a fixed rule of the shapes). "
-                        "The choices depend on the timings, so they are saved in the checkpoints and --resume reuses "
-                        "them: a resumed run stays bit-identical. Kept in config.json: a resumed run keeps it")
-    p.add_argument("--sync-bn", action="store_true",
-                   help="with --distributed: BatchNorm layers normalise by the statistics of the global batch "
-                        "(SyncBatchNorm) instead of each rank's share")
-    p.set_defaults(run=run)
-
-
-# -- the recipe ----------------------------------------------------------------------------------------------
-
-
-def resolve_recipe(base: dict, args) -> dict:
-    """The model's recipe with the explicit flags applied."""
-    r = {**base, "optimizer_kwargs": dict(base.get("optimizer_kwargs") or {})}
-    if args.optimizer is not None and args.optimizer != r["optimizer"]:
-        r["optimizer"], r["optimizer_kwargs"] = args.optimizer, {}
-    if args.momentum is not None:
-        if r["optimizer"] not in ("sgd", "rmsprop"):
-            raise CLIError(f"--momentum applies to sgd and rmsprop, not {r['optimizer']}")
-        r["optimizer_kwargs"]["momentum"] = args.momentum
-    if args.scheduler is not None:
-        new = None if args.scheduler == "none" else args.scheduler
-        if new == "onecycle" and r["scheduler"] != "onecycle":
-            r["max_lr"] = r["lr"]
-        elif new != "onecycle":
-            r["max_lr"] = None
-        r["scheduler"] = new
-    if args.lr is not None:
-        r["lr"] = args.lr
-        if r["scheduler"] == "onecycle":
-            r["max_lr"] = args.lr
-    for flag in ("epochs", "batch_size", "weight_decay", "augment"):
-        if getattr(args, flag) is not None:
-            r[flag] = getattr(args, flag)
-    return r
-
-
-def build_optimizer(model, r: dict):
-    cls = OPTIMIZERS.get(r["optimizer"])
-    if cls is None:
-        raise CLIError(f"unknown optimizer {r['optimizer']!r}; known: {', '.join(sorted(OPTIMIZERS))}")
-    try:
-        return cls(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"], **r["optimizer_kwargs"])
-    except (TypeError, ValueError) as e:
-        raise CLIError(f"cannot build the {r['optimizer']} optimizer: {e}") from None
-
-
-def build_scheduler(opt, r: dict, steps_per_epoch: int):
-    s = r["scheduler"]
-    if s is None:
-        return None
-    if s == "onecycle":
-        group = opt.param_groups[0]
-        # Cycling the momentum needs one (Adam's beta1, SGD's momentum > 0); a plain SGD stays plain.
-        cycle = "betas" in group or group.get("momentum", 0) > 0
-        return optim.lr_scheduler.OneCycleLR(opt, max_lr=r["max_lr"], epochs=r["epochs"],
-                                             steps_per_epoch=steps_per_epoch, cycle_momentum=cycle)
-    if s == "step":
-        return optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
-    if s == "cosine":
-        return optim.lr_scheduler.CosineAnnealingLR(opt, T_max=r["epochs"])
-    raise CLIError(f"unknown scheduler {s!r}; known: {', '.join(SCHEDULERS)}")
-
-
-def train_transform(config: dict, augment: bool) -> Compose:
-    norm = config["normalization"]
-    steps = []
-    if augment:
-        _, h, w = config["dataset"]["image_shape"]
-        steps.append(RandomCrop((h, w), padding=2))
-        if config["dataset"]["name"] == "fashion-mnist":  # a mirrored digit is another glyph; a mirrored shoe is a shoe
-            steps.append(RandomHorizontalFlip())
-    steps.append(Normalize(norm["mean"], norm["std"]))
-    return Compose(steps)
+    train_args.add_parser(sub).set_defaults(run=run)
 
 
 # -- the run folder ------------------------------------------------------------------------------------------
@@ -273,7 +131,52 @@ def _shard(loader: DataLoader, world) -> DataLoader:
     return DataLoader(loader.dataset, batch_size=loader.batch_size, transform=loader.transform, sampler=sampler)
 
 
-def run(args) -> int:
+# -- the steps of a run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """What the flags (and, with --resume, the run folder's config.json) decide before any data is read."""
+
+    args: Any
+    world: Any  # the MPI communicator with --distributed, else None
+    rank0: bool
+    quiet: bool
+    say: Callable[..., None]
+    out: Path
+    checkpoint: Path
+    resuming: bool  # --resume and the run folder holds a checkpoint
+    config: dict | None  # the resumed run's; a new run's is made once the training split is known
+    dataset: str
+    root: str | None
+    seed: int
+    limit: int | None
+
+
+@dataclass
+class _Data:
+    """The dataset's splits, and how far and in what batches this rank trains on them."""
+
+    train_set: Any
+    val_set: Any
+    test_file: Any
+    epochs: int
+    batch: int  # this rank's share of the recipe's batch
+    sampler: Any  # the DistributedSampler of --distributed, else None
+
+
+@dataclass
+class _Training:
+    model: Any
+    loss_fn: Any
+    train_loader: DataLoader
+    val_loader: DataLoader
+    optimizer: Any
+    scheduler: Any
+    history: Any = None  # the resumed run's, then fit's
+
+
+def _plan(args) -> _Plan:
     world = _init_distributed(args)
     rank0 = world is None or world.rank == 0
     quiet = args.quiet or not rank0
@@ -293,24 +196,32 @@ def run(args) -> int:
         _check_resume_flags(args, config, config["recipe"])
     else:
         _check_folder(out, args)
+    return _Plan(
+        args=args, world=world, rank0=rank0, quiet=quiet, say=say, out=out, checkpoint=checkpoint, resuming=resuming,
+        config=config,
+        dataset=config["dataset"]["name"] if config else dataset_name,
+        root=args.data_dir if args.data_dir is not None else (config["dataset"].get("root") if config else None),
+        seed=config["seed"] if config else (0 if args.seed is None else args.seed),
+        limit=config["dataset"].get("limit") if config else args.limit)
 
-    # Data: the training file split by the seed, the test file kept for the very end.
-    ds_name = config["dataset"]["name"] if config else dataset_name
-    root = args.data_dir if args.data_dir is not None else (config["dataset"].get("root") if config else None)
-    train_file = runs.load_dataset(ds_name, root, train=True, download=args.download)
-    test_file = runs.load_dataset(ds_name, root, train=False, download=args.download)
-    seed = config["seed"] if config else (0 if args.seed is None else args.seed)
-    limit = config["dataset"].get("limit") if config else args.limit
-    train_set, val_set = runs.split(train_file, seed, limit)
-    if config is None:
+
+def _prepare_data(plan: _Plan) -> _Data:
+    """Data: the training file split by the seed, the test file kept for the very end. Completes the config: a new
+    run's is made here (normalised by the training split); the length of the run and the ranks' batches go into it."""
+    args, world, seed = plan.args, plan.world, plan.seed
+    train_file = runs.load_dataset(plan.dataset, plan.root, train=True, download=args.download)
+    test_file = runs.load_dataset(plan.dataset, plan.root, train=False, download=args.download)
+    train_set, val_set = runs.split(train_file, seed, plan.limit)
+    if plan.config is None:
         image_shape = (1, *train_file.data.shape[1:]) if train_file.data.ndim == 3 else train_file.data.shape[1:]
-        config = _new_config(args, train_file.classes, image_shape, len(train_set), len(val_set))
+        plan.config = _new_config(args, train_file.classes, image_shape, len(train_set), len(val_set))
         mean, std = channel_stats(train_set)
-        config["normalization"] = {"mean": list(mean), "std": list(std)}
+        plan.config["normalization"] = {"mean": list(mean), "std": list(std)}
+    config = plan.config
     r = config["recipe"]
     epochs = args.epochs if args.epochs is not None else r["epochs"]
     if epochs > r["epochs"]:
-        if resuming and r["scheduler"] in FIXED_LENGTH:
+        if plan.resuming and r["scheduler"] in FIXED_LENGTH:
             raise CLIError(f"the run's {r['scheduler']} schedule was planned for {r['epochs']} epochs; --resume can "
                            f"finish it but not stretch it to {epochs} (start a new run with --epochs {epochs})")
         r["epochs"] = epochs  # the config says how long the run became
@@ -327,91 +238,124 @@ def run(args) -> int:
         config["distributed"] = {"world_size": world.size, "per_rank_batch": batch, "sync_bn": args.sync_bn}
     else:
         config.pop("distributed", None)
+    return _Data(train_set=train_set, val_set=val_set, test_file=test_file, epochs=epochs, batch=batch,
+                 sampler=sampler)
 
+
+def _build_training(plan: _Plan, data: _Data) -> _Training:
+    """The model (initialised by the seed), the loss, the loaders, the optimizer and the scheduler."""
+    config, world, seed, sampler = plan.config, plan.world, plan.seed, data.sampler
+    r = config["recipe"]
     manual_seed(seed)
     model = runs.build_model(config)
     loss_fn = get_loss(r["loss"])
-    train_loader = DataLoader(train_set, batch_size=batch, shuffle=sampler is None, sampler=sampler,
+    train_loader = DataLoader(data.train_set, batch_size=data.batch, shuffle=sampler is None, sampler=sampler,
                               generator=np.random.default_rng([seed, 1] if world is None else [seed, 1, world.rank]),
                               transform=train_transform(config, r["augment"]))
-    val_loader = runs.eval_loader(val_set, config)
+    val_loader = runs.eval_loader(data.val_set, config)
     optimizer = build_optimizer(model, r)
     if world is not None:
         from ..distributed import DistributedOptimizer, SyncBatchNorm
 
-        if args.sync_bn:
+        if plan.args.sync_bn:
             model = SyncBatchNorm.convert_sync_batchnorm(model)
         val_loader = _shard(val_loader, world)
         optimizer = DistributedOptimizer(optimizer, model=model, comm=world)  # rank 0's weights everywhere
     scheduler = build_scheduler(optimizer, r, len(train_loader))
+    return _Training(model=model, loss_fn=loss_fn, train_loader=train_loader, val_loader=val_loader,
+                     optimizer=optimizer, scheduler=scheduler)
 
-    history = None
-    if resuming:
+
+def _restore(plan: _Plan, data: _Data, training: _Training) -> None:
+    """With --resume, the checkpoint's weights, optimizer, scheduler, loader and history; autotune's choices."""
+    config, checkpoint = plan.config, plan.checkpoint
+    if plan.resuming:
         try:
-            history = resume(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
-                             train_loader=train_loader)
+            training.history = resume(checkpoint, model=training.model, optimizer=training.optimizer,
+                                      scheduler=training.scheduler, train_loader=training.train_loader)
         except (FileNotFoundError, ValueError) as e:
             raise CLIError(f"cannot resume from {checkpoint}: {e}") from None
-        if len(history) > epochs:
-            raise CLIError(f"the run has already trained {len(history)} epochs, more than --epochs {epochs}")
-    elif args.resume:
-        say(f"{checkpoint}: no checkpoint yet, starting the run from its first epoch")
+        if len(training.history) > data.epochs:
+            raise CLIError(f"the run has already trained {len(training.history)} epochs, more than --epochs "
+                           f"{data.epochs}")
+    elif plan.args.resume:
+        plan.say(f"{checkpoint}: no checkpoint yet, starting the run from its first epoch")
     if config.get("autotune"):  # after resume, whose checkpoint holds the choices made so far
-        conv_select.set_autotune(True)
-    if world is not None:
-        world.barrier("Barrier before rank 0 writes the run folder")  # every rank has read and checked it
-    if rank0:
-        if args.force:
-            runs.clear_run(out)
+        runtime.autotune = True
+
+
+def _open_run_folder(plan: _Plan) -> None:
+    """Rank 0 writes config.json (with --force, into an emptied folder) once every rank has checked the folder."""
+    if plan.world is not None:
+        plan.world.barrier("Barrier before rank 0 writes the run folder")  # every rank has read and checked it
+    if plan.rank0:
+        if plan.args.force:
+            runs.clear_run(plan.out)
         if not figures.available():
             print("numcnn train: warning: matplotlib is not installed, curves.png will not be drawn "
                   "(pip install 'numcnn[cli]')", file=sys.stderr)
-        runs.write_json(out / runs.CONFIG, config)
+        runs.write_json(plan.out / runs.CONFIG, plan.config)
 
-    n_params = sum(p.numel() for p in model.parameters())
-    say(f"model: {config['model']['name']} ({n_params:,} parameters), run folder: {out}")
+
+def _announce(plan: _Plan, data: _Data, training: _Training) -> None:
+    """The lines printed before the first epoch: model, data, recipe, and how the run is carried out."""
+    config, world, say, r = plan.config, plan.world, plan.say, plan.config["recipe"]
+    n_params = sum(p.numel() for p in training.model.parameters())
+    say(f"model: {config['model']['name']} ({n_params:,} parameters), run folder: {plan.out}")
     mean_s = ", ".join(f"{v:.4f}" for v in config["normalization"]["mean"])
     std_s = ", ".join(f"{v:.4f}" for v in config["normalization"]["std"])
-    say(f"data: {ds_name}, {len(train_set):,} training / {len(val_set):,} validation / {len(test_file):,} test "
-        f"images, normalised with mean {mean_s} std {std_s}")
+    say(f"data: {plan.dataset}, {len(data.train_set):,} training / {len(data.val_set):,} validation / "
+        f"{len(data.test_file):,} test images, normalised with mean {mean_s} std {std_s}")
     sched = f"onecycle to {r['max_lr']:g}" if r["scheduler"] == "onecycle" else (r["scheduler"] or "constant lr")
     say(f"recipe: {r['optimizer']} lr {r['lr']:g}, {sched}, batch {r['batch_size']}, weight decay "
-        f"{r['weight_decay']:g}, {'augment' if r['augment'] else 'no augment'}, loss {r['loss']}, seed {seed}")
-    if history is not None:
-        say(f"resuming after epoch {len(history)}, up to epoch {epochs}")
+        f"{r['weight_decay']:g}, {'augment' if r['augment'] else 'no augment'}, loss {r['loss']}, seed {plan.seed}")
+    if training.history is not None:
+        say(f"resuming after epoch {len(training.history)}, up to epoch {data.epochs}")
     if config.get("autotune"):
         say("autotune: each new convolution shape times its algorithms once; the choices go into the checkpoints")
     if world is not None:
-        say(f"distributed: {world.size} rank{'s' if world.size > 1 else ''} x batch {batch} = global batch "
-            f"{r['batch_size']}" + (", SyncBatchNorm" if args.sync_bn else "")
+        say(f"distributed: {world.size} rank{'s' if world.size > 1 else ''} x batch {data.batch} = global batch "
+            f"{r['batch_size']}" + (", SyncBatchNorm" if plan.args.sync_bn else "")
             + ("" if world.size > 1 else " (not started by mpirun: one process)"))
 
-    writers = [Checkpoint(checkpoint, extra={"config": config}), _MetricsWriter(out)]
+
+def _fit(plan: _Plan, data: _Data, training: _Training) -> int | None:
+    """Trains up to the planned epochs, checkpointing each one; the exit code when training stops early."""
+    world, checkpoint = plan.world, plan.checkpoint
+    writers = [Checkpoint(checkpoint, extra={"config": plan.config}), _MetricsWriter(plan.out)]
     if world is None:
         callbacks = writers
     else:
         from ..distributed import DistributedTraining
 
-        callbacks = [DistributedTraining(world, rank_zero=writers, seed=seed)]
+        callbacks = [DistributedTraining(world, rank_zero=writers, seed=plan.seed)]
     try:
-        history = fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer, loss_fn=loss_fn,
-                      scheduler=scheduler, callbacks=callbacks, history=history, verbose=not quiet, log=say,
-                      detect_anomaly=args.detect_anomaly)
+        training.history = fit(training.model, training.train_loader, training.val_loader, epochs=data.epochs,
+                               optimizer=training.optimizer, loss_fn=training.loss_fn, scheduler=training.scheduler,
+                               callbacks=callbacks, history=training.history, verbose=not plan.quiet, log=plan.say,
+                               detect_anomaly=plan.args.detect_anomaly)
     except (TrainingDiverged, AnomalyError) as e:
         where = "" if world is None else f"rank {world.rank} of {world.size}: "
         print(f"numcnn train: {where}{e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        if rank0:
+        if plan.rank0:
             print(f"numcnn train: interrupted; the last finished epoch is saved in {checkpoint}. Continue with: "
-                  f"numcnn train --out {shlex.quote(str(out))} --resume --epochs {epochs}", file=sys.stderr)
+                  f"numcnn train --out {shlex.quote(str(plan.out))} --resume --epochs {data.epochs}", file=sys.stderr)
         return 130
+    return None
 
-    if rank0:
+
+def _finish(plan: _Plan, data: _Data, training: _Training) -> int:
+    """Saves the weights, tests once (each rank its share of the test set), writes the metrics and curves and
+    prints the summary, whose last line is the test accuracy."""
+    config, world, out, say, history = plan.config, plan.world, plan.out, plan.say, training.history
+    model, loss_fn = training.model, training.loss_fn
+    if plan.rank0:
         save(model.state_dict(), out / runs.WEIGHTS,
              metadata={"format": runs.FORMAT, "model": config["model"]["name"]})
     classes = config["dataset"]["classes"]
-    test_loader = runs.eval_loader(test_file, config)
+    test_loader = runs.eval_loader(data.test_file, config)
     if world is None:
         test = evaluate(model, test_loader, loss_fn, num_classes=len(classes))
     else:
@@ -419,7 +363,7 @@ def run(args) -> int:
 
         test = reduce_eval_result(evaluate(model, _shard(test_loader, world), loss_fn, num_classes=len(classes)),
                                   world)
-        if not rank0:
+        if not plan.rank0:
             return 0
     times = [t for t in history["epoch_time"] if t is not None]
     metrics = {"epochs": history.records,
@@ -429,7 +373,7 @@ def run(args) -> int:
     runs.save_text(out / "metrics.csv", history.to_csv())
     runs.write_json(out / "metrics.json", metrics)
     if figures.available():
-        figures.curves(history.records, out / "curves.png", title=f"{config['model']['name']} on {ds_name}")
+        figures.curves(history.records, out / "curves.png", title=f"{config['model']['name']} on {plan.dataset}")
     say(f"wrote {out}: config.json, model.safetensors, checkpoint/, metrics.csv, metrics.json"
         + (", curves.png" if figures.available() else ""))
     if times:
@@ -437,3 +381,16 @@ def run(args) -> int:
     say(f"test loss: {test.loss:.4f}")
     print(f"test accuracy: {test.accuracy:.4f}", flush=True)
     return 0
+
+
+def run(args) -> int:
+    plan = _plan(args)  # flags checked, run folder checked, a resumed run's config read
+    data = _prepare_data(plan)  # dataset split, config completed
+    training = _build_training(plan, data)  # model, loss, loaders, optimizer, scheduler
+    _restore(plan, data, training)  # --resume: the checkpoint's state
+    _open_run_folder(plan)  # config.json written
+    _announce(plan, data, training)
+    stopped = _fit(plan, data, training)
+    if stopped is not None:
+        return stopped
+    return _finish(plan, data, training)  # weights saved, tested once, metrics written

@@ -1,6 +1,6 @@
 """Data layer: IDX files, MNIST / Fashion-MNIST, datasets, DataLoader and batch-wise transforms.
 
-Depends on NumPy only; DataLoader imports ``numcnn.tensor`` lazily to wrap the batches it yields.
+Depends on NumPy only; DataLoader imports ``numcnn.autograd.tensor`` lazily to wrap the batches it yields.
 """
 
 from numcnn.data import transforms

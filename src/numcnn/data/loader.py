@@ -154,7 +154,7 @@ class DataLoader:
         if not self.as_tensors:
             return lambda a: a
         try:
-            from numcnn import tensor
+            from numcnn.autograd.tensor import tensor
         except ImportError as err:
             raise ImportError(
                 "DataLoader(as_tensors=True) wraps batches with numcnn.tensor, which is not available; "

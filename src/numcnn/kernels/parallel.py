@@ -1,9 +1,9 @@
 """Intra-op parallelism: a kernel cuts its work into parts (batch chunks, channel blocks) and runs them on threads.
 
 Why: NumPy's copies and elementwise loops use one core, and OpenBLAS spreads one GEMM over all of them, which pays
-off badly for the skinny GEMMs of a small CNN. On the 2-core machine numcnn is developed on, two threads that each
-unfold and multiply half of the batch with a single-threaded GEMM beat one thread with a 2-thread GEMM: conv 16->32
-5x5 on 14x14 at batch 100 forward 4.4 ms against 6.6 ms, max-pool forward 0.51 against 0.92 ms. NumPy releases the
+off badly for the skinny GEMMs of a small CNN. On a 2-core machine, two threads that each unfold and
+multiply half of the batch with a single-threaded GEMM beat one thread with a 2-thread GEMM (figures in
+docs/performance.md). NumPy releases the
 GIL inside its loops over large arrays and around BLAS calls, so plain Python threads run those parts at once.
 
 Rules that keep results independent of the number of threads:
@@ -15,7 +15,7 @@ Rules that keep results independent of the number of threads:
   (from the main thread only: OpenBLAS ignores thread-count changes from other threads once it has run).
   Small GEMMs outside the parts (``matmul``) run single-threaded as well: a GEMM spread over OpenBLAS's threads
   leaves them spinning for a while after it returns, and the next kernel's parts then share their cores with
-  spinning threads (this made the convnet training step 59 ms instead of 42 ms).
+  spinning threads.
 - Regions do not nest: a part that calls a parallel kernel runs it in its own thread. Two user threads calling
   kernels at once: one of them gets the workers, the other runs its parts one after another.
 """
@@ -23,7 +23,6 @@ Rules that keep results independent of the number of threads:
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -31,36 +30,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CACHE_BLOCK_BYTES", "blas_serial", "cache_blocks", "get_num_threads", "matmul", "run", "set_num_threads",
-           "split"]
+from .runtime import runtime
 
+__all__ = ["CACHE_BLOCK_BYTES", "blas_serial", "cache_blocks", "matmul", "run", "split"]
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-_state: dict[str, Any] = {"threads": _cpu_count(), "pool": None, "blas": None}
+_state: dict[str, Any] = {"pool": None, "pool_threads": 0, "blas": None}
 _region = threading.Lock()
 _local = threading.local()
-
-
-def set_num_threads(n: int) -> None:
-    """Threads a kernel may use for its parts (the caller's thread included). 1 turns parallel regions off."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
-    with _region:
-        if n != _state["threads"] and _state["pool"] is not None:
-            _state["pool"].shutdown(wait=True)
-            _state["pool"] = None
-        _state["threads"] = n
-
-
-def get_num_threads() -> int:
-    """Threads kernels use for their parts (default: the CPUs this process may run on)."""
-    return _state["threads"]
 
 
 def split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -162,7 +138,7 @@ def run(fn: Callable[[Any], Any], items: Sequence, blas: bool = True) -> list:
     undone item). Results come back in the items' order; an exception in any item is raised after all have stopped.
     ``blas=False`` promises that ``fn`` calls no BLAS: the pool's thread count is then left alone.
     """
-    threads = min(_state["threads"], len(items))
+    threads = min(runtime.threads, len(items))
     if threads <= 1 or getattr(_local, "active", False) or not _region.acquire(blocking=False):
         if not blas:
             return [fn(item) for item in items]
@@ -170,8 +146,11 @@ def run(fn: Callable[[Any], Any], items: Sequence, blas: bool = True) -> list:
             return [fn(item) for item in items]
     try:
         pool = _state["pool"]
-        if pool is None:
-            pool = _state["pool"] = ThreadPoolExecutor(_state["threads"] - 1, thread_name_prefix="numcnn")
+        if pool is None or _state["pool_threads"] != runtime.threads:  # first use, or runtime.threads changed
+            if pool is not None:
+                pool.shutdown(wait=True)
+            pool = _state["pool"] = ThreadPoolExecutor(runtime.threads - 1, thread_name_prefix="numcnn")
+            _state["pool_threads"] = runtime.threads
         saved = _hold_blas_serial() if blas else []
         results: list = [None] * len(items)
         counter = itertools.count()

@@ -14,7 +14,8 @@ Unlike torchvision, whose "5x5" branch is really 3x3, branch3 here is a true 5x5
 
 from __future__ import annotations
 
-from .. import cat, nn
+from .. import nn
+from ..autograd import cat
 from .registry import make_recipe, register
 
 

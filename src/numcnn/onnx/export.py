@@ -19,7 +19,8 @@ import os
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
+from ..autograd import activation_ops as AA
 from ..autograd import function as _function
 from ..autograd import ops
 from ..autograd.grad_mode import enable_grad
@@ -362,14 +363,14 @@ def _pads(pad) -> list[int]:
 
 
 def _conv(tr: _Tracer, args, out):
-    x, w, bias, stride, pad, dilation, groups, _ = args
+    x, w, bias, geo, _ = args
     inputs = [tr.value(x), tr.value(w)] + ([tr.value(bias)] if bias is not None else [])
-    tr.emit(out, "Conv", inputs, tr.batch.get(tr.value(x)), kernel_shape=list(w.shape[2:]), strides=list(stride),
-            pads=_pads(pad), dilations=list(dilation), group=int(groups))
+    tr.emit(out, "Conv", inputs, tr.batch.get(tr.value(x)), kernel_shape=list(w.shape[2:]),
+            strides=list(geo.stride), pads=_pads(geo.padding), dilations=list(geo.dilation), group=int(geo.groups))
 
 
 def _conv_transpose(tr: _Tracer, args, out):
-    x, w, bias, stride, padding, output_padding, dilation, groups, _ = args
+    x, w, bias, (stride, padding, output_padding, dilation, groups), _ = args
     inputs = [tr.value(x), tr.value(w)] + ([tr.value(bias)] if bias is not None else [])
     tr.emit(out, "ConvTranspose", inputs, tr.batch.get(tr.value(x)), kernel_shape=list(w.shape[2:]),
             strides=list(stride), pads=list(padding) * 2, output_padding=list(output_padding),
@@ -464,9 +465,9 @@ EMITTERS = {
     FC._Conv2d: _conv, FC._ConvTranspose2d: _conv_transpose, _Linear: _linear,
     FN._BatchNormEval: _batch_norm_eval, FN._BatchNormTrain: _batch_norm_train, FN._LayerNorm: _layer_norm,
     FP._MaxPool2d: _max_pool, FP._AvgPool2d: _avg_pool, FP._AdaptiveAvgPool2d: _adaptive_avg_pool,
-    FA._ReLU: _unary("Relu"), FA._LeakyReLU: _with_attr("LeakyRelu", "alpha"), FA._ELU: _with_attr("Elu", "alpha"),
-    FA._GELU: _gelu, FA._Sigmoid: _unary("Sigmoid"), FA._Tanh: _unary("Tanh"), FA._Softmax: _softmax("Softmax"),
-    FA._LogSoftmax: _softmax("LogSoftmax"), FA._MulMask: _dropout_train,
+    AA.ReLU: _unary("Relu"), AA.LeakyReLU: _with_attr("LeakyRelu", "alpha"), AA.ELU: _with_attr("Elu", "alpha"),
+    AA.GELU: _gelu, AA.Sigmoid: _unary("Sigmoid"), AA.Tanh: _unary("Tanh"), AA.Softmax: _softmax("Softmax"),
+    AA.LogSoftmax: _softmax("LogSoftmax"), FA._MulMask: _dropout_train,
 }
 
 

@@ -16,6 +16,7 @@ from ..autograd import ops as AO
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor, cat, where
 from ..kernels import activation as KA
+from ..kernels.conv import ConvGeometry, GeometryError
 from ..nn import functional as F
 from ..nn.functional import conv as FC
 from . import _proto
@@ -165,8 +166,6 @@ def conv(node, x, w, b=None):
     if node.attr("kernel_shape", kernel) != kernel:
         raise ValueError(f"kernel_shape {node.attr('kernel_shape')} does not match the weight {tuple(w.shape)}")
     group = node.attr("group", 1)
-    if group < 1 or x.shape[1] != w.shape[1] * group or w.shape[0] % group:
-        raise ValueError(f"input {tuple(x.shape)} does not fit weight {tuple(w.shape)} with group={group}")
     if b is not None and tuple(b.shape) != (w.shape[0],):
         raise ValueError(f"bias of shape {tuple(b.shape)} for {w.shape[0]} output channels")
     if x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
@@ -174,11 +173,11 @@ def conv(node, x, w, b=None):
     strides, dilations, begin, end = _geometry(node, x, kernel, nd)
     if nd == 1:
         x, w = x.unsqueeze(2), w.unsqueeze(2)
-    for n, k, d, pb, pe in zip(x.shape[2:], w.shape[2:], dilations, begin, end):
-        if (k - 1) * d + 1 > n + pb + pe:
-            raise ValueError(f"the dilated kernel {tuple(w.shape[2:])} is larger than the padded input "
-                             f"{tuple(x.shape)}")
-    y = FC._Conv2d.apply(x, w, b, strides, tuple(zip(begin, end)), dilations, group, "im2col")
+    try:
+        geo = ConvGeometry.of(x.shape, w.shape, strides, tuple(zip(begin, end)), dilations, group)
+    except GeometryError as e:
+        raise ValueError(e.reason) from None
+    y = FC._Conv2d.apply(x, w, b, geo, "im2col")
     return y.squeeze(2) if nd == 1 else y
 
 

@@ -2,10 +2,10 @@
 
 A checkpoint is a folder: ``model.safetensors`` (weights and buffers), ``optimizer.safetensors`` (the optimizer's
 per-parameter arrays, e.g. Adam's moments) and ``state.json`` (epoch, history, optimizer hyper-parameters and
-step counts, scheduler state, random-generator states, the convolution algorithm table and the autotune flag of
-:mod:`numcnn.nn.functional.conv_select`: a resumed run runs every convolution with the kernel the original run
-used). Each file goes through the one atomic-write helper; the folder is written beside the old one and swapped in
-by rename, so a crash at any point leaves either the old or the new checkpoint whole, never a mix.
+step counts, scheduler state, random-generator states, and the kernels' runtime state -- memory budget, algorithm
+table, autotune flag, see numcnn/kernels/runtime.py --: a resumed run computes every kernel as the original run did).
+Each file goes through the one atomic-write helper; the folder is written beside the old one and swapped in by
+rename, so a crash at any point leaves either the old or the new checkpoint whole, never a mix.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import __version__, _config
 from .._io import atomic_write, fsync_dir
-from ..nn.functional import conv_select
+from ..kernels.runtime import runtime
 from ..serialization import load, save
 
 FORMAT = "numcnn-checkpoint/1"
@@ -113,9 +113,9 @@ def save_checkpoint(folder, *, model, optimizer=None, scheduler=None, epoch: int
                 "loader": [_generator_state(g) for g in _loader_rngs(train_loader)]},
         "scheduler": _encode(scheduler.state_dict()) if scheduler is not None else None,
         "extra": extra or {},
-        # Which kernel each "auto" convolution runs: autotuned choices depend on timings, so resume must reuse them.
-        "conv_algorithms": conv_select.algorithm_table(),
-        "conv_autotune": conv_select.is_autotune_enabled(),
+        # What decides the kernels' bits: the memory budget (batch chunks) and which algorithm each "auto"
+        # convolution runs (autotuned choices depend on timings): a resumed run must compute the same way.
+        "runtime": runtime.state_dict(),
     }
     if optimizer is not None:
         arrays, meta = _split_optimizer(optimizer.state_dict())
@@ -160,6 +160,18 @@ def read_checkpoint(folder) -> dict:
     return state
 
 
+def _restore_runtime(state: dict) -> None:
+    """Load the checkpoint's runtime state. Autotune is turned on if it was on when saved, never off: keys the table
+    lacks are then measured anew. Checkpoints written before the runtime object kept their algorithm table under
+    "conv_algorithms" (and none before that: the fixed rule, an empty table, is what they ran)."""
+    saved = state.get("runtime")
+    if saved is None:
+        saved = {"algorithms": state.get("conv_algorithms") or {}, "autotune": bool(state.get("conv_autotune"))}
+    autotune = runtime.autotune
+    runtime.load_state_dict(saved)
+    runtime.autotune = runtime.autotune or autotune
+
+
 def load_checkpoint(folder, *, model, optimizer=None, scheduler=None, train_loader=None):
     """Restore everything :func:`save_checkpoint` wrote; returns ``(epoch, history)``. The process-wide convolution
     algorithm table is replaced by the checkpoint's, and autotune is turned on if it was on when it was saved (it is
@@ -180,10 +192,7 @@ def load_checkpoint(folder, *, model, optimizer=None, scheduler=None, train_load
         for g, s in zip(_loader_rngs(train_loader), rng.get("loader") or []):
             _set_generator_state(g, s)
         history = History.from_dict(state["history"]) if state.get("history") else History()
-        # Checkpoints from before the table was saved have none: the fixed rule (an empty table) is what they ran.
-        conv_select.load_algorithm_table(state.get("conv_algorithms") or {})
-        if state.get("conv_autotune"):
-            conv_select.set_autotune(True)
+        _restore_runtime(state)
         return state["epoch"], history
     except (KeyError, TypeError, AttributeError, OverflowError, IndexError, ValueError) as e:
         # state.json parsed but does not hold what a checkpoint of these objects holds (damaged, edited by hand,

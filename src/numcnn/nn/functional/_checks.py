@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...autograd.tensor import Tensor
+from ...autograd.tensor import Tensor, check_floating
 
 
 def as_tuple(value, n: int, fn: str, name: str, minimum: int | None = None) -> tuple[int, ...]:
@@ -25,10 +25,8 @@ def as_tuple(value, n: int, fn: str, name: str, minimum: int | None = None) -> t
 def check_tensor(x, fn: str, name: str = "input", ndims: tuple[int, ...] | None = None, floating: bool = True):
     if not isinstance(x, Tensor):
         raise TypeError(f"{fn}: expected {name} to be a numcnn Tensor, got {type(x).__name__}")
-    if floating and x.dtype.kind != "f":
-        raise TypeError(
-            f"{fn}: expected {name} to be a floating point tensor, got dtype {x.dtype} (call .float() on it)"
-        )
+    if floating:
+        check_floating(x, fn, name)
     if ndims is not None and x.ndim not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{fn}: expected {name} to be {want}, got shape {tuple(x.shape)}")

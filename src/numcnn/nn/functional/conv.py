@@ -1,7 +1,7 @@
-"""Convolutions as autograd Functions over kernels/conv.py: conv2d, conv1d (as a conv2d of height 1) and
-conv_transpose2d. ``algorithm`` picks the kernel: "auto" (default: the fast one for the shapes, see
-kernels.conv.choose_algorithm), "im2col", "rowshift" (stride-1 only) or "naive" (the
-7-loop reference)."""
+"""Convolutions as autograd Functions over kernels/conv/: conv2d, conv1d (as a conv2d of height 1) and
+conv_transpose2d. ``algorithm`` picks the kernels (see kernels/conv/dispatch.py): "auto" (default: a fixed rule of
+the shapes per pass, or the runtime's autotuned table), "im2col", "rowshift" (stride-1 only), "gemm" or
+"reference" (the 7-loop reference; old name "naive")."""
 
 from __future__ import annotations
 
@@ -10,44 +10,33 @@ import numpy as np
 from ...autograd.function import Function
 from ...autograd.tensor import Tensor
 from ...kernels import conv as K
-from . import conv_select
+from ...kernels.conv import autotune
 from ._checks import as_tuple, check_same_dtype, check_tensor
 
-ALGORITHMS = K.ALGORITHMS
+ALGORITHMS = K.ALGORITHMS + tuple(K.ALIASES)
 
 
 class _Conv2d(Function):
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups, algorithm):
+    def forward(ctx, x, w, b, geo, algorithm):
         if algorithm == "auto":  # a tuned or checkpointed choice, else "auto": the kernels pick per pass
-            algorithm = conv_select.select(x.shape, w.shape, stride, padding, dilation, groups, x.dtype,
-                                           ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
-        keep_cols = ctx.needs_input_grad[1] and algorithm != "naive"
-        out = K.conv2d_forward(x, w, b, stride, padding, dilation, groups, algorithm=algorithm, return_cols=keep_cols)
+            algorithm = autotune.select(geo, x.dtype, ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
+        keep_cols = ctx.needs_input_grad[1] and K.canonical(algorithm) != "reference"
+        out = K.forward(geo, x, w, b, algorithm, return_cols=keep_cols)
         y, cols = out if keep_cols else (out, None)
         ctx.save_for_backward(x if ctx.needs_input_grad[1] and cols is None else None, w, cols)
         if cols is not None:
-            # Once the graph is freed after backward, the columns go back to the workspace pool for the next step.
-            ctx.on_free = (cols.release,)
-        ctx.x_shape = x.shape
-        ctx.conf = (stride, padding, dilation, groups)
-        ctx.algorithm = algorithm
+            ctx.on_free(cols.release)  # pooled columns go back to the workspace once the graph is freed
+        ctx.geo, ctx.algorithm = geo, algorithm
         return y
 
     @staticmethod
     def backward(ctx, g):
         x, w, cols = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
-        stride, padding, dilation, groups = ctx.conf
-        alg = ctx.algorithm
-        gx = None
-        if nx:
-            gx = K.conv2d_backward_input(g, w, ctx.x_shape, stride, padding, dilation, groups, algorithm=alg)
-        gw = (
-            K.conv2d_backward_weight(g, x, w.shape, stride, padding, dilation, groups, algorithm=alg, cols=cols)
-            if nw
-            else None
-        )
+        geo, alg = ctx.geo, ctx.algorithm
+        gx = K.backward_input(geo, g, w, alg) if nx else None
+        gw = K.backward_weight(geo, g, x, alg, cols) if nw else None
         gb = K.conv2d_backward_bias(g) if nb else None
         return gx, gw, gb
 
@@ -73,7 +62,7 @@ def _resolve_padding(padding, kernel, dilation, stride, fn):
     return ((ph, ph), (pw, pw))
 
 
-def _check_conv(fn, input, weight, bias, groups, channel_dim_weight=1):
+def _check_conv(fn, input, weight, bias, groups):
     check_tensor(input, fn, ndims=(4,))
     check_tensor(weight, fn, "weight", ndims=(4,))
     check_same_dtype(input, weight, fn)
@@ -94,26 +83,14 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     algorithm = _check_algorithm(algorithm, fn)
     stride = as_tuple(stride, 2, fn, "stride", minimum=1)
     dilation = as_tuple(dilation, 2, fn, "dilation", minimum=1)
-    K_out, cpg, R, S = weight.shape
-    N, C, H, W = input.shape
-    if C != cpg * groups:
-        raise ValueError(
-            f"{fn}: expected input with {cpg * groups} channels (weight {tuple(weight.shape)}, groups={groups}), "
-            f"got shape {tuple(input.shape)}"
-        )
-    if K_out % groups:
-        raise ValueError(f"{fn}: out_channels {K_out} must be divisible by groups {groups}")
-    if bias is not None and tuple(bias.shape) != (K_out,):
-        raise ValueError(f"{fn}: expected bias of shape ({K_out},), got {tuple(bias.shape)}")
-    pad = _resolve_padding(padding, (R, S), dilation, stride, fn)
-    eff = (dilation[0] * (R - 1) + 1, dilation[1] * (S - 1) + 1)
-    padded = (H + pad[0][0] + pad[0][1], W + pad[1][0] + pad[1][1])
-    if eff[0] > padded[0] or eff[1] > padded[1]:
-        raise ValueError(
-            f"{fn}: kernel size {eff} (dilated) is larger than the padded input size {padded} "
-            f"(input shape {tuple(input.shape)})"
-        )
-    y = _Conv2d.apply(input, weight, bias, stride, pad, dilation, groups, algorithm)
+    pad = _resolve_padding(padding, weight.shape[2:], dilation, stride, fn)
+    try:
+        geo = K.ConvGeometry.of(input.shape, weight.shape, stride, pad, dilation, groups)
+    except K.GeometryError as e:
+        raise e.named(fn) from None
+    if bias is not None and tuple(bias.shape) != (geo.k,):
+        raise ValueError(f"{fn}: expected bias of shape ({geo.k},), got {tuple(bias.shape)}")
+    y = _Conv2d.apply(input, weight, bias, geo, algorithm)
     return y.squeeze(0) if unbatched else y
 
 
@@ -132,30 +109,25 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
         pad2 = (0, as_tuple(padding, 1, fn, "padding", minimum=0)[0])
     st = (1, as_tuple(stride, 1, fn, "stride", minimum=1)[0])
     dl = (1, as_tuple(dilation, 1, fn, "dilation", minimum=1)[0])
+    # Checked here so that the messages speak of lengths, not of the height-1 conv2d this becomes.
     if input.shape[1] != weight.shape[1] * groups:
-        raise ValueError(
-            f"{fn}: expected input with {weight.shape[1] * groups} channels (weight {tuple(weight.shape)}, "
-            f"groups={groups}), got shape {tuple(input.shape)}"
-        )
-    # Checked here so that the message speaks of lengths, not of the height-1 conv2d this becomes.
+        raise K.GeometryError(f"expected input with {weight.shape[1] * groups} channels (weight "
+                              f"{tuple(weight.shape)}, groups={groups}), got shape {tuple(input.shape)}", fn)
     eff, length = dl[1] * (weight.shape[2] - 1) + 1, input.shape[2]
     padded = length + 2 * pad2[1] if not isinstance(pad2, str) else (length if pad2 == "valid" else eff)
     if eff > padded:
-        raise ValueError(f"{fn}: kernel size {eff} (dilated) is larger than the padded input length {padded} "
-                         f"(input shape {tuple(input.shape)})")
+        raise K.GeometryError(f"kernel size {eff} (dilated) is larger than the padded input length {padded} "
+                              f"(input shape {tuple(input.shape)})", fn)
     y = conv2d(input.unsqueeze(2), weight.unsqueeze(2), bias, st, pad2, dl, groups, algorithm).squeeze(2)
     return y.squeeze(0) if unbatched else y
 
 
 class _ConvTranspose2d(Function):
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, output_padding, dilation, groups, algorithm):
+    def forward(ctx, x, w, b, conf, algorithm):
         ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, w)
-        ctx.x_shape = x.shape
-        ctx.conf = (stride, padding, output_padding, dilation, groups)
-        ctx.algorithm = algorithm
-        return K.conv_transpose2d_forward(x, w, b, stride, padding, output_padding, dilation, groups,
-                                          algorithm=algorithm)
+        ctx.x_shape, ctx.conf, ctx.algorithm = x.shape, conf, algorithm
+        return K.conv_transpose2d_forward(x, w, b, *conf, algorithm=algorithm)
 
     @staticmethod
     def backward(ctx, g):
@@ -182,25 +154,9 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     dilation = as_tuple(dilation, 2, fn, "dilation", minimum=1)
     padding = as_tuple(padding, 2, fn, "padding", minimum=0)
     output_padding = as_tuple(output_padding, 2, fn, "output_padding", minimum=0)
-    for op, s, d in zip(output_padding, stride, dilation):
-        if op >= max(s, d):
-            raise ValueError(
-                f"{fn}: output_padding must be smaller than either stride or dilation, got output_padding "
-                f"{output_padding}, stride {stride}, dilation {dilation}"
-            )
-    Cin = weight.shape[0]
-    if input.shape[1] != Cin:
-        raise ValueError(f"{fn}: expected input with {Cin} channels (weight {tuple(weight.shape)}), "
-                         f"got shape {tuple(input.shape)}")
-    if Cin % groups:
-        raise ValueError(f"{fn}: in_channels {Cin} must be divisible by groups {groups}")
-    cout = weight.shape[1] * groups
-    if bias is not None and tuple(bias.shape) != (cout,):
-        raise ValueError(f"{fn}: expected bias of shape ({cout},), got {tuple(bias.shape)}")
-    for i in range(2):
-        size = ((input.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1)
-                + output_padding[i] + 1)
-        if size <= 0:
-            raise ValueError(f"{fn}: the output size would be {size} <= 0 for input shape {tuple(input.shape)}")
-    y = _ConvTranspose2d.apply(input, weight, bias, stride, padding, output_padding, dilation, groups, algorithm)
+    conf = (stride, padding, output_padding, dilation, groups)
+    geo = K.transposed_geometry(input.shape, weight.shape, *conf)  # its errors name conv_transpose2d
+    if bias is not None and tuple(bias.shape) != (geo.c,):
+        raise ValueError(f"{fn}: expected bias of shape ({geo.c},), got {tuple(bias.shape)}")
+    y = _ConvTranspose2d.apply(input, weight, bias, conf, algorithm)
     return y.squeeze(0) if unbatched else y

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ... import _config
+from ...kernels.conv import GeometryError
 from .. import functional as F
 from .. import init
 from ..functional._checks import as_tuple
@@ -69,14 +70,17 @@ class _ConvNd(Module):
                 init.uniform_(self.bias, -bound, bound)
 
     def _check_input(self, x, spatial: int):
-        want = self.in_channels
         if not hasattr(x, "ndim") or x.ndim not in (spatial + 1, spatial + 2):
             shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
             raise ValueError(f"{self._name()}: expected a {spatial + 2}-D input (N, C, ...) or a {spatial + 1}-D "
                              f"unbatched one, got shape {shape}")
-        c = x.shape[0] if x.ndim == spatial + 1 else x.shape[1]
-        if c != want:
-            raise ValueError(f"{self._name()}: expected input with {want} channels, got shape {tuple(x.shape)}")
+
+    def _call(self, fn, *args):
+        """``fn(*args)``, its shape errors (channels, sizes) reported under this layer's name."""
+        try:
+            return fn(*args)
+        except GeometryError as e:
+            raise e.named(self._name()) from None
 
     def _name(self) -> str:
         return f"{type(self).__name__}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size})"
@@ -99,9 +103,9 @@ class _ConvNd(Module):
 
 
 class Conv2d(_ConvNd):
-    """2-D convolution over (N, C, H, W). ``algorithm``: "auto" (default: a fixed rule of the layer's shapes,
-    ``numcnn.kernels.conv.choose_algorithm``), "im2col", "rowshift" (stride 1 only) or "naive" (the reference
-    loops). All give the same numbers to float rounding."""
+    """2-D convolution over (N, C, H, W). ``algorithm``: "auto" (default: a fixed rule of the layer's shapes per
+    pass, see numcnn/kernels/conv/dispatch.py), "im2col", "rowshift" (stride 1 only), "gemm" or "reference" (the
+    seven loops; old name "naive"). All give the same numbers to float rounding."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, bias: bool = True, algorithm: str = "auto", dtype=None):
@@ -110,8 +114,8 @@ class Conv2d(_ConvNd):
 
     def forward(self, x):
         self._check_input(x, 2)
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
-                        self.algorithm)
+        return self._call(F.conv2d, x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                          self.groups, self.algorithm)
 
 
 class Conv1d(_ConvNd):
@@ -127,8 +131,8 @@ class Conv1d(_ConvNd):
     def forward(self, x):
         self._check_input(x, 1)
         pad = self.padding if isinstance(self.padding, str) else self.padding[0]
-        return F.conv1d(x, self.weight, self.bias, self.stride[0], pad, self.dilation[0], self.groups,
-                        self.algorithm)
+        return self._call(F.conv1d, x, self.weight, self.bias, self.stride[0], pad, self.dilation[0], self.groups,
+                          self.algorithm)
 
 
 class ConvTranspose2d(_ConvNd):
@@ -143,5 +147,5 @@ class ConvTranspose2d(_ConvNd):
 
     def forward(self, x):
         self._check_input(x, 2)
-        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
-                                  self.groups, self.dilation, self.algorithm)
+        return self._call(F.conv_transpose2d, x, self.weight, self.bias, self.stride, self.padding,
+                          self.output_padding, self.groups, self.dilation, self.algorithm)

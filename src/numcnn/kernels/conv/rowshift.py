@@ -14,9 +14,7 @@ squarer ((S*K) x (C*R) instead of K x (C*R*S)), which OpenBLAS runs closer to it
 the Wp - Wo padding columns of each row: Wp/Wo times the useful work (1.06x for 3x3 on 32x32, 1.29x for 5x5
 'same' on 14x14). Grad-input runs the same construction backwards from dY laid on the row grid (rows shifted
 by r*dh, columns by s*dw), grad-weight multiplies the forward's E, shifted by s*dw, with dY on the row grid.
-
-Measured (batch 100, one thread, ms, im2col vs rowshift): see ``conv.choose_algorithm``, which picks per shape.
-Chunks over the batch and threads work as in conv.py; results do not depend on the thread count.
+Chunks over the batch and threads work as in chunked.py; results do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -24,79 +22,79 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import parallel, workspace
+from .. import parallel, workspace
+from .geometry import ConvGeometry
 
-Pair = tuple[int, int]
-Padding2d = tuple[Pair, Pair]
-
-
-class Geometry:
-    """Grid sizes of a stride-1 convolution of x (N, C, H, W) with w (K, C/G, R, S)."""
-
-    def __init__(self, x_shape, w_shape, padding: Padding2d, dilation: Pair, groups: int):
-        self.n, self.c, self.h, self.w = x_shape
-        self.k, self.cg, self.r, self.s = w_shape
-        self.g = groups
-        self.kg = self.k // groups
-        (self.top, bottom), (self.left, right) = padding
-        self.dh, self.dw = dilation
-        self.hp, self.wp = self.h + self.top + bottom, self.w + self.left + right
-        self.ho, self.wo = self.hp - self.dh * (self.r - 1), self.wp - self.dw * (self.s - 1)
-        self.out_block = self.ho * self.wp  # grid columns of one image's outputs
-        self.in_block = self.h * self.wp  # grid columns of one image's input rows (grad-input)
-        self.col_tail = self.dw * (self.s - 1)  # grid distance spanned by a kernel row
-
-    def chunks(self, itemsize: int) -> list[tuple[int, int]]:
-        # The largest scratch per image: E or D (C*R or K*R rows) and T (S*K or S*C rows) of a row block.
-        rows = max(self.c * self.r + self.s * self.k, self.k * self.r + self.s * self.c)
-        return workspace.batch_chunks(self.n, rows * max(self.out_block, self.in_block) * itemsize)
+__all__ = ["backward_input", "backward_weight", "forward", "rows_bytes"]
 
 
-def _forward_matrix(w: np.ndarray, geo: Geometry) -> np.ndarray:
+def _out_block(geo: ConvGeometry) -> int:
+    return geo.ho * geo.wp  # grid columns of one image's outputs
+
+
+def _in_block(geo: ConvGeometry) -> int:
+    return geo.height * geo.wp  # grid columns of one image's input rows (grad-input)
+
+
+def _col_tail(geo: ConvGeometry) -> int:
+    return geo.dw * (geo.s - 1)  # grid distance spanned by a kernel row
+
+
+def rows_bytes(geo: ConvGeometry, itemsize: int) -> int:
+    """Bytes of the whole batch's E matrices (C*R, N*Ho*Wp), what the forward keeps for grad-weight."""
+    return geo.n * geo.c * geo.r * _out_block(geo) * itemsize
+
+
+def _chunks(geo: ConvGeometry, itemsize: int) -> list[tuple[int, int]]:
+    # The largest scratch per image: E or D (C*R or K*R rows) and T (S*K or S*C rows) of a row block.
+    rows = max(geo.c * geo.r + geo.s * geo.k, geo.k * geo.r + geo.s * geo.c)
+    return workspace.batch_chunks(geo.n, rows * max(_out_block(geo), _in_block(geo)) * itemsize)
+
+
+def _forward_matrix(w: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """A[g, (s, k), (c, r)] = w[g*Kg + k, c, r, s]: (G, S*Kg, Cg*R)."""
-    w5 = w.reshape(geo.g, geo.kg, geo.cg, geo.r, geo.s)
-    return np.ascontiguousarray(w5.transpose(0, 4, 1, 2, 3)).reshape(geo.g, geo.s * geo.kg, geo.cg * geo.r)
+    w5 = w.reshape(geo.groups, geo.kg, geo.cg, geo.r, geo.s)
+    return np.ascontiguousarray(w5.transpose(0, 4, 1, 2, 3)).reshape(geo.groups, geo.s * geo.kg, geo.cg * geo.r)
 
 
-def _input_grad_matrix(w: np.ndarray, geo: Geometry) -> np.ndarray:
+def _input_grad_matrix(w: np.ndarray, geo: ConvGeometry) -> np.ndarray:
     """B[g, (s, c), (k, r)] = w[g*Kg + k, c, r, s]: (G, S*Cg, Kg*R)."""
-    w5 = w.reshape(geo.g, geo.kg, geo.cg, geo.r, geo.s)
-    return np.ascontiguousarray(w5.transpose(0, 4, 2, 1, 3)).reshape(geo.g, geo.s * geo.cg, geo.kg * geo.r)
+    w5 = w.reshape(geo.groups, geo.kg, geo.cg, geo.r, geo.s)
+    return np.ascontiguousarray(w5.transpose(0, 4, 2, 1, 3)).reshape(geo.groups, geo.s * geo.cg, geo.kg * geo.r)
 
 
-def _rows_of_x(x: np.ndarray, geo: Geometry, n0: int, n1: int) -> np.ndarray:
+def _rows_of_x(x: np.ndarray, geo: ConvGeometry, n0: int, n1: int) -> np.ndarray:
     """E (C*R, m*Ho*Wp) for images n0..n1 (a pooled buffer): E[(c, r), (n, t)] = padded x[n, c] flat at r*dh*Wp + t."""
     m = n1 - n0
     plane = geo.hp * geo.wp
     xg = workspace.take((geo.c, m, geo.hp, geo.wp), x.dtype)
     # Only the border must be zero: the interior is overwritten.
     xg[:, :, : geo.top] = 0
-    xg[:, :, geo.top + geo.h :] = 0
-    xg[:, :, geo.top : geo.top + geo.h, : geo.left] = 0
-    xg[:, :, geo.top : geo.top + geo.h, geo.left + geo.w :] = 0
-    xg[:, :, geo.top : geo.top + geo.h, geo.left : geo.left + geo.w] = x[n0:n1].transpose(1, 0, 2, 3)
+    xg[:, :, geo.top + geo.height :] = 0
+    xg[:, :, geo.top : geo.top + geo.height, : geo.left] = 0
+    xg[:, :, geo.top : geo.top + geo.height, geo.left + geo.width :] = 0
+    xg[:, :, geo.top : geo.top + geo.height, geo.left : geo.left + geo.width] = x[n0:n1].transpose(1, 0, 2, 3)
     isz = xg.itemsize
-    rows = as_strided(xg, shape=(geo.c, geo.r, m, geo.out_block),
+    rows = as_strided(xg, shape=(geo.c, geo.r, m, _out_block(geo)),
                       strides=(m * plane * isz, geo.dh * geo.wp * isz, plane * isz, isz), writeable=False)
-    e = workspace.take((geo.c * geo.r, m * geo.out_block), x.dtype)
-    e.reshape(geo.c, geo.r, m, geo.out_block)[...] = rows
+    e = workspace.take((geo.c * geo.r, m * _out_block(geo)), x.dtype)
+    e.reshape(geo.c, geo.r, m, _out_block(geo))[...] = rows
     workspace.give(xg)
     return e
 
 
-def _dy_rows(dy: np.ndarray, geo: Geometry, n0: int, n1: int) -> np.ndarray:
+def _dy_rows(dy: np.ndarray, geo: ConvGeometry, n0: int, n1: int) -> np.ndarray:
     """dy[n0:n1] on the output row grid, (K, m*Ho*Wp), zero in the Wp - Wo padding columns (pooled)."""
     m = n1 - n0
     g = workspace.take((geo.k, m, geo.ho, geo.wp), dy.dtype)
     g[:, :, :, geo.wo :] = 0
     g[:, :, :, : geo.wo] = dy[n0:n1].transpose(1, 0, 2, 3)
-    return g.reshape(geo.k, m * geo.out_block)
+    return g.reshape(geo.k, m * _out_block(geo))
 
 
-def forward(x, w, b, padding, dilation, groups, keep_rows: bool):
+def forward(geo: ConvGeometry, x, w, b, keep_rows: bool):
     """y (N, K, Ho, Wo) as a view of a (K, N, Ho, Wo) buffer, and the chunks' E matrices when ``keep_rows``
     (a list of (n0, n1, E (C*R, m*Ho*Wp)) for ``backward_weight``), else None."""
-    geo = Geometry(x.shape, w.shape, padding, dilation, groups)
     a = _forward_matrix(w.astype(x.dtype, copy=False), geo)
     bias = None if b is None else b.astype(x.dtype, copy=False)[:, None, None, None]
     y = np.empty((geo.k, geo.n, geo.ho, geo.wo), dtype=x.dtype)
@@ -104,13 +102,13 @@ def forward(x, w, b, padding, dilation, groups, keep_rows: bool):
     def chunk(bounds):
         n0, n1 = bounds
         m = n1 - n0
-        length = m * geo.out_block
+        length = m * _out_block(geo)
         e = _rows_of_x(x, geo, n0, n1)
-        t = workspace.take((geo.g, geo.s * geo.kg, length), x.dtype)
-        np.matmul(a, e.reshape(geo.g, geo.cg * geo.r, length), out=t)
-        t4 = t.reshape(geo.g, geo.s, geo.kg, length)
-        valid = length - geo.col_tail  # every output position lies below this grid index
-        acc = workspace.take((geo.g, geo.kg, length), x.dtype)
+        t = workspace.take((geo.groups, geo.s * geo.kg, length), x.dtype)
+        np.matmul(a, e.reshape(geo.groups, geo.cg * geo.r, length), out=t)
+        t4 = t.reshape(geo.groups, geo.s, geo.kg, length)
+        valid = length - _col_tail(geo)  # every output position lies below this grid index
+        acc = workspace.take((geo.groups, geo.kg, length), x.dtype)
         if geo.s == 1:
             acc[:, :, :valid] = t4[:, 0, :, :valid]
         else:
@@ -129,31 +127,30 @@ def forward(x, w, b, padding, dilation, groups, keep_rows: bool):
         workspace.give(e)
         return None
 
-    kept = parallel.run(chunk, geo.chunks(x.itemsize))
+    kept = parallel.run(chunk, _chunks(geo, x.itemsize))
     return y.transpose(1, 0, 2, 3), (kept if keep_rows else None)
 
 
-def backward_input(dy, w, x_shape, padding, dilation, groups):
+def backward_input(geo: ConvGeometry, dy, w):
     """dx (N, C, H, W) as a view of a (C, N, H, W) buffer.
 
     dX on the input row grid (H rows of width Wp per image): dX[c, (n, ih*Wp + j)] = sum_(k, r, s) W[k, c, r, s]
     dY[k, n, ih + top - r*dh, j - s*dw], so D[(k, r), (n, u)] = dY rows shifted by top - r*dh (zero rows where
     that leaves the output), T = B @ D, and dX = sum_s T[(s, c)] shifted right by s*dw.
     """
-    geo = Geometry(x_shape, w.shape, padding, dilation, groups)
     bmat = _input_grad_matrix(w, geo)
-    dx = np.empty((geo.c, geo.n, geo.h, geo.w), dtype=dy.dtype)
+    dx = np.empty((geo.c, geo.n, geo.height, geo.width), dtype=dy.dtype)
 
     def chunk(bounds):
         n0, n1 = bounds
         m = n1 - n0
-        length = m * geo.in_block
+        length = m * _in_block(geo)
         g = _dy_rows(dy, geo, n0, n1).reshape(geo.k, m, geo.ho, geo.wp)
-        d = workspace.take((geo.k, geo.r, m, geo.h, geo.wp), dy.dtype)
+        d = workspace.take((geo.k, geo.r, m, geo.height, geo.wp), dy.dtype)
         for r in range(geo.r):
             # input row ih reads output row ih + top - r*dh
             shift = geo.top - r * geo.dh
-            lo, hi = max(0, -shift), min(geo.h, geo.ho - shift)
+            lo, hi = max(0, -shift), min(geo.height, geo.ho - shift)
             dr = d[:, r]
             if lo >= hi:
                 dr.fill(0)
@@ -161,51 +158,43 @@ def backward_input(dy, w, x_shape, padding, dilation, groups):
             dr[:, :, :lo] = 0
             dr[:, :, hi:] = 0
             dr[:, :, lo:hi] = g[:, :, lo + shift : hi + shift]
-        workspace.give(g.reshape(geo.k, m * geo.out_block))
-        t = workspace.take((geo.g, geo.s * geo.cg, length), dy.dtype)
-        np.matmul(bmat, d.reshape(geo.g, geo.kg * geo.r, length), out=t)
+        workspace.give(g.reshape(geo.k, m * _out_block(geo)))
+        t = workspace.take((geo.groups, geo.s * geo.cg, length), dy.dtype)
+        np.matmul(bmat, d.reshape(geo.groups, geo.kg * geo.r, length), out=t)
         workspace.give(d)
-        t4 = t.reshape(geo.g, geo.s, geo.cg, length)
-        grid = workspace.take((geo.g, geo.cg, length), dy.dtype)
+        t4 = t.reshape(geo.groups, geo.s, geo.cg, length)
+        grid = workspace.take((geo.groups, geo.cg, length), dy.dtype)
         grid[...] = t4[:, 0]
         for s in range(1, geo.s):  # tap column s lands s*dw further right on the input grid
             shift = s * geo.dw
             grid[:, :, shift:] += t4[:, s, :, : length - shift]
-        rows = grid.reshape(geo.c, m, geo.h, geo.wp)
-        dx[:, n0:n1] = rows[:, :, :, geo.left : geo.left + geo.w]
+        rows = grid.reshape(geo.c, m, geo.height, geo.wp)
+        dx[:, n0:n1] = rows[:, :, :, geo.left : geo.left + geo.width]
         workspace.give(t)
         workspace.give(grid)
 
-    parallel.run(chunk, geo.chunks(dy.itemsize))
+    parallel.run(chunk, _chunks(geo, dy.itemsize))
     return dx.transpose(1, 0, 2, 3)
 
 
-def backward_weight(dy, x, rows, w_shape, padding, dilation, groups):
+def backward_weight(geo: ConvGeometry, dy, x, rows):
     """dw (K, C/G, R, S). ``rows``: the forward's kept E matrices, or None to rebuild them from x."""
-    k, cg, r, s = w_shape
-    if x is None:  # only the kept rows: recover the input size from dy (stride 1: H = Ho + dh*(R-1) - pads)
-        h = dy.shape[2] + dilation[0] * (r - 1) - padding[0][0] - padding[0][1]
-        wd = dy.shape[3] + dilation[1] * (s - 1) - padding[1][0] - padding[1][1]
-        x_shape = (dy.shape[0], cg * groups, h, wd)
-    else:
-        x_shape = x.shape
-    geo = Geometry(x_shape, w_shape, padding, dilation, groups)
-    parts = rows if rows is not None else [(n0, n1, None) for n0, n1 in geo.chunks(dy.itemsize)]
+    parts = rows if rows is not None else [(n0, n1, None) for n0, n1 in _chunks(geo, dy.itemsize)]
     crg = geo.cg * geo.r
 
     def chunk(part):
         n0, n1, e = part
         m = n1 - n0
-        length = m * geo.out_block
+        length = m * _out_block(geo)
         own = e is None
         if own:
             e = _rows_of_x(x, geo, n0, n1)
         g = _dy_rows(dy, geo, n0, n1)
-        valid = length - geo.col_tail
-        eg = e.reshape(geo.g, crg, length)
-        gt = g[:, :valid].reshape(geo.g, geo.kg, valid).transpose(0, 2, 1)
+        valid = length - _col_tail(geo)
+        eg = e.reshape(geo.groups, crg, length)
+        gt = g[:, :valid].reshape(geo.groups, geo.kg, valid).transpose(0, 2, 1)
         # (S, G, Cg*R, Kg): dW_s = E shifted by s*dw @ dY^T; the long reduction goes inside the GEMM.
-        out = np.empty((geo.s, geo.g, crg, geo.kg), dtype=dy.dtype)
+        out = np.empty((geo.s, geo.groups, crg, geo.kg), dtype=dy.dtype)
         for j in range(geo.s):
             shift = j * geo.dw
             np.matmul(eg[:, :, shift : shift + valid], gt, out=out[j])
@@ -219,5 +208,5 @@ def backward_weight(dy, x, rows, w_shape, padding, dilation, groups):
     for p in products[1:]:
         np.add(total, p, out=total)  # chunk order: the same sum whatever the thread count
     # (S, G, Cg, R, Kg) -> (G, Kg, Cg, R, S) -> (K, Cg, R, S)
-    t5 = total.reshape(geo.s, geo.g, geo.cg, geo.r, geo.kg)
-    return np.ascontiguousarray(t5.transpose(1, 4, 2, 3, 0)).reshape(w_shape)
+    t5 = total.reshape(geo.s, geo.groups, geo.cg, geo.r, geo.kg)
+    return np.ascontiguousarray(t5.transpose(1, 4, 2, 3, 0)).reshape(geo.w_shape)
