@@ -65,14 +65,7 @@ ROOT_IMPORTERS = ("numcnn.cli", "numcnn.bench", "numcnn.__main__", "numcnn.distr
 
 #: Violations inside files being rewritten by the kernels issue, to be fixed there: (importer, imported) -> why.
 #: Empty this as they go; test_known_violations_are_still_there says which entries are no longer needed.
-KNOWN: dict[tuple[str, str], str] = {
-    # training/checkpoint.py: `from .. import __version__, _config` -> `from .._version import __version__`.
-    ("numcnn.training.checkpoint", "numcnn"): "being moved by the kernels issue (training/checkpoint.py)",
-    # Function.apply and engine._accumulate import Tensor lazily, Tensor imports them: the two halves of autograd
-    # import each other (autograd/function.py, autograd/engine.py).
-    ("numcnn.autograd.function", "numcnn.autograd.tensor"): "being moved by the kernels issue (autograd/function.py)",
-    ("numcnn.autograd.engine", "numcnn.autograd.tensor"): "being moved by the kernels issue (autograd/engine.py)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 # ------------------------------------------------------------------------------------------------ the parser

@@ -2,9 +2,8 @@
 
 import numpy as _np
 
-__version__ = "0.1.0"
-
 from ._config import manual_seed, tune_malloc_from_env
+from ._version import __version__  # noqa: F401 - numcnn.__version__
 from .autograd import Tensor, cat, enable_grad, is_grad_enabled, no_grad, stack, tensor, where
 from .autograd.creation import arange, empty, full, ones, ones_like, rand, randint, randn, zeros, zeros_like
 from .serialization import load, save

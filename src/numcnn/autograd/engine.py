@@ -29,8 +29,6 @@ def _topological(root) -> list:
 
 
 def _accumulate(t, g: np.ndarray, stored: set) -> None:
-    from .tensor import Tensor
-
     if g.shape != t.data.shape:  # pragma: no cover - a Function's backward bug, not a user error
         raise RuntimeError(f"internal error: gradient of shape {g.shape} for a tensor of shape {t.data.shape}")
     if g.dtype != t.data.dtype:
@@ -40,7 +38,7 @@ def _accumulate(t, g: np.ndarray, stored: set) -> None:
         if id(g) in stored or not g.flags.owndata or not g.flags.writeable:
             g = g.copy()
         stored.add(id(g))
-        t.grad = Tensor._make(g, False)
+        t.grad = type(t)._make(g, False)
     else:
         t.grad.data = t.grad.data + g
 

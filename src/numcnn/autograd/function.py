@@ -20,6 +20,16 @@ from __future__ import annotations
 
 from .grad_mode import _GradMode
 
+# The Tensor class, registered by autograd/tensor.py when it defines it (tensor.py imports this module, so importing
+# it back from here would close a cycle).
+Tensor = None
+
+
+def register_tensor_type(cls) -> None:
+    global Tensor
+    Tensor = cls
+
+
 # ``hook(cls, args, kwargs, ctx, result)`` after every forward, or None. Set only while anomaly detection
 # (autograd/anomaly.py) or ONNX export tracing is on, so the normal path pays one global lookup.
 _forward_hook = None
@@ -60,8 +70,6 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from .tensor import Tensor
-
         raw = []
         needs = []
         any_grad = False

@@ -6,7 +6,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import activation_ops, ops
+from . import activation_ops, function, ops
 from .engine import run_backward
 from .grad_mode import _GradMode
 
@@ -536,6 +536,9 @@ class Tensor:
 
 
 Tensor.__module__ = "numcnn"
+
+
+function.register_tensor_type(Tensor)  # Function.apply wraps its outputs in Tensors
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, _config
+from .. import _config
 from .._io import atomic_write, fsync_dir
+from .._version import __version__
 from ..kernels.runtime import runtime
 from ..serialization import load, save
 
