@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 import numcnn
+from autotune_helpers import fresh_process, fresh_runtime, prefer  # noqa: F401 - fresh_runtime: autouse
 from numcnn.cli import train as train_cmd
 from numcnn.kernels import conv as K
 from numcnn.kernels.conv import autotune
@@ -19,28 +19,6 @@ from numcnn.kernels.runtime import runtime
 
 COMMON = ["--model", "simplecnn", "--data-dir", None, "--limit", 40, "--batch-size", 12, "--epochs", 2,
           "--scheduler", "none", "--quiet"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_runtime():
-    """Autotune off and an empty table for the test; budget, threads, flag and table restored afterwards."""
-    with runtime.scoped(autotune=False, algorithms={}):
-        yield
-
-
-def fresh_process() -> None:
-    """What a new process starts with: autotune off, an empty table."""
-    runtime.autotune = False
-    runtime.load_algorithms({})
-
-
-def prefer(monkeypatch, fastest: str) -> None:
-    """Autotune's timings say ``fastest`` wins."""
-
-    def fake(geo, algorithm, x, w, b, dy):
-        return 1.0 if algorithm == fastest else 2.0
-
-    monkeypatch.setattr(autotune, "_time_candidate", fake)
 
 
 def args(data_dir, *extra):

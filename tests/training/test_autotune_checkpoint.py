@@ -14,38 +14,14 @@ import json
 import numpy as np
 import pytest
 
+from autotune_helpers import fresh_process, fresh_runtime, prefer  # noqa: F401 - fresh_runtime: autouse
 from numcnn.kernels import conv as K
-from numcnn.kernels.conv import autotune
 from numcnn.kernels.runtime import runtime
 from numcnn.training import Checkpoint, fit, load_checkpoint, resume, save_checkpoint
 from training import test_fit as helpers  # setup(): a seeded conv net, Adam, OneCycleLR and a shuffling loader
 
 TRAIN_KEY = "x=16x1x8x8 w=4x1x3x3 s=1x1 p=0,0,0,0 d=1x1 g=1 float32 train"
 INFER_KEY = "x=16x1x8x8 w=4x1x3x3 s=1x1 p=0,0,0,0 d=1x1 g=1 float32 infer"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_runtime():
-    """Autotune off and an empty table for the test; budget, threads, flag and table restored afterwards."""
-    with runtime.scoped(autotune=False, algorithms={}):
-        yield
-
-
-def fresh_process() -> None:
-    """What a new process starts with: autotune off, an empty table."""
-    runtime.autotune = False
-    runtime.load_algorithms({})
-
-
-def prefer(monkeypatch, fastest: str | None) -> None:
-    """Autotune's timings say ``fastest`` wins; None: any timing fails the test (everything must be in the table)."""
-
-    def fake(geo, algorithm, x, w, b, dy):
-        if fastest is None:
-            pytest.fail("a convolution was timed although the table should hold its choice")
-        return 1.0 if algorithm == fastest else 2.0
-
-    monkeypatch.setattr(autotune, "_time_candidate", fake)
 
 
 def record_forward_algorithms(monkeypatch) -> list[str]:

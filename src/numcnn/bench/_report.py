@@ -66,7 +66,8 @@ def write_markdown(path: str, result: dict) -> None:
         "",
         "Made by `numcnn bench --markdown` (numcnn/bench): every figure below is a median of interleaved "
         "repetitions, numcnn and PyTorch in the same process on the same arrays; ratio = numcnn time / PyTorch time. "
-        "Regenerate it rather than editing it; other measured figures quoted in the code's comments live here too.",
+        "Regenerate it rather than editing it: measured figures live here, dated and named by machine, never in the "
+        "code's comments.",
         "",
         f"- date: {meta['time']}",
         f"- machine: {meta['cpu']}, {meta['cpus']} CPUs ({meta['machine']}), Python {meta['python']}, "
