@@ -9,7 +9,7 @@ Layers, lowest first (``LAYERS``). A module may import only from its own layer o
 submodules are in the package's layer.
 
 - ``numcnn.kernels`` (L0) imports nothing from numcnn outside itself, and nothing but NumPy, threadpoolctl and the
-  standard library (``KERNELS_MAY_IMPORT``).
+  standard library, and Numba for its compiled kernels (``KERNELS_MAY_IMPORT``).
 - The package root ``numcnn`` (``numcnn/__init__.py``) may import anything, and is the public facade: it imports
   every layer, so only the entry points in ``ROOT_IMPORTERS`` may import it back (``import numcnn``,
   ``from numcnn import f`` / ``from .. import f`` where ``f`` is not a submodule). Everything else imports a name
@@ -58,7 +58,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
 #: Packages that import nothing from numcnn outside themselves.
 SELF_CONTAINED = ("numcnn.kernels",)
 #: The only top-level packages (besides the standard library) the self-contained packages may import.
-KERNELS_MAY_IMPORT = frozenset({"__future__", "numpy", "threadpoolctl"})
+KERNELS_MAY_IMPORT = frozenset({"__future__", "numpy", "threadpoolctl", "numba"})
 
 #: Modules (and their submodules) that may import the package root besides the root itself: the entry points.
 ROOT_IMPORTERS = ("numcnn.cli", "numcnn.bench", "numcnn.__main__", "numcnn.distributed.bench")
@@ -188,10 +188,10 @@ def check(imp: Import) -> str | None:
     for package in SELF_CONTAINED:
         if _in(importer, package):
             if _in(imported, ROOT) and not _in(imported, package):
-                return f"{package} imports nothing from numcnn outside itself (only NumPy, threadpoolctl, stdlib)"
+                return f"{package} imports nothing from numcnn outside itself (only NumPy, threadpoolctl, Numba)"
             top = _top_level_of(imp)
             if not _in(imported, ROOT) and top not in KERNELS_MAY_IMPORT and top not in sys.stdlib_module_names:
-                return f"{package} may import only NumPy, threadpoolctl and the standard library, not {top}"
+                return f"{package} may import only NumPy, threadpoolctl, Numba and the standard library, not {top}"
     if not _in(imported, ROOT):
         return None  # third-party and stdlib: not this contract's business (except in kernels, above)
     if importer == ROOT:

@@ -286,7 +286,7 @@ def _settings(threads: int):
     """``threads`` kernel threads and the small budget inside the block; everything restored afterwards."""
     from numcnn.kernels.runtime import runtime
 
-    return runtime.scoped(threads=threads, memory_budget=BUDGET)
+    return runtime.scoped(threads=threads, memory_budget=BUDGET, backend="numpy")  # pinned to the NumPy kernels
 
 
 def _blas() -> dict:

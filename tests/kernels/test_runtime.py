@@ -46,7 +46,16 @@ def _known_state() -> dict:
     runtime.memory_budget = MIB
     runtime.autotune = False
     runtime.load_algorithms({INFER: "rowshift"})
-    return runtime.state_dict()
+    return _state()
+
+
+def _strip(state: dict) -> dict:
+    """A state without its backend (the backend's own tests are below)."""
+    return {k: v for k, v in state.items() if k != "backend"}
+
+
+def _state() -> dict:
+    return _strip(runtime.state_dict())
 
 
 def test_the_runtime_is_one_object():
@@ -58,11 +67,12 @@ def test_state_dict_round_trips_through_json():
     runtime.autotune = True
     runtime.load_algorithms({TRAIN: "rowshift", INFER: "im2col"})
     state = runtime.state_dict()
-    assert state == {"memory_budget": 3 * MIB, "algorithms": {TRAIN: "rowshift", INFER: "im2col"}, "autotune": True}
+    assert _strip(state) == {"memory_budget": 3 * MIB, "algorithms": {TRAIN: "rowshift", INFER: "im2col"},
+                             "autotune": True}
     text = json.dumps(state)  # plain JSON values: what a checkpoint's state.json holds
 
     runtime.load_state_dict({"memory_budget": 8 * MIB, "algorithms": {}, "autotune": False})
-    assert runtime.state_dict() == {"memory_budget": 8 * MIB, "algorithms": {}, "autotune": False}
+    assert _state() == {"memory_budget": 8 * MIB, "algorithms": {}, "autotune": False}
     assert runtime.memory_budget == 8 * MIB and runtime.algorithms == {} and not runtime.autotune
 
     runtime.load_state_dict(json.loads(text))
@@ -79,13 +89,13 @@ def test_load_state_dict_keeps_what_the_state_lacks_and_never_touches_threads():
     state = _known_state()
     threads = runtime.threads
     runtime.load_state_dict({"autotune": True})
-    assert runtime.state_dict() == {**state, "autotune": True}
+    assert _state() == {**state, "autotune": True}
     runtime.load_state_dict({"memory_budget": 2 * MIB})
-    assert runtime.state_dict() == {**state, "autotune": True, "memory_budget": 2 * MIB}
+    assert _state() == {**state, "autotune": True, "memory_budget": 2 * MIB}
     runtime.load_state_dict({"algorithms": {TRAIN: "im2col"}})
-    assert runtime.state_dict() == {"memory_budget": 2 * MIB, "algorithms": {TRAIN: "im2col"}, "autotune": True}
+    assert _state() == {"memory_budget": 2 * MIB, "algorithms": {TRAIN: "im2col"}, "autotune": True}
     runtime.load_state_dict({})
-    assert runtime.state_dict() == {"memory_budget": 2 * MIB, "algorithms": {TRAIN: "im2col"}, "autotune": True}
+    assert _state() == {"memory_budget": 2 * MIB, "algorithms": {TRAIN: "im2col"}, "autotune": True}
     assert "threads" not in runtime.state_dict() and runtime.threads == threads  # results never depend on it
 
 
@@ -123,7 +133,7 @@ def test_load_state_dict_refuses_bad_state_and_changes_nothing(bad, message):
     with pytest.raises(ValueError) as e:
         runtime.load_state_dict({**VALID, **bad})
     assert message in str(e.value)
-    assert runtime.state_dict() == before and runtime.threads == threads
+    assert _state() == before and runtime.threads == threads
     assert runtime.pool.nbytes == pooled  # not even the pool was emptied (the budget did not change)
 
 
@@ -132,7 +142,7 @@ def test_load_state_dict_refuses_a_state_that_is_not_a_dict(bad):
     before = _known_state()
     with pytest.raises(ValueError, match="runtime state: expected a dict"):
         runtime.load_state_dict(bad)
-    assert runtime.state_dict() == before
+    assert _state() == before
 
 
 def test_scoped_applies_its_settings_and_restores_everything_after_an_exception(monkeypatch):
@@ -146,7 +156,7 @@ def test_scoped_applies_its_settings_and_restores_everything_after_an_exception(
         with runtime.scoped(threads=1, memory_budget=4096, autotune=True, algorithms={INFER: "im2col"}) as rt:
             assert rt is runtime
             assert runtime.threads == 1 and numcnn.get_num_threads() == 1 and set(_blas_threads()) == {1}
-            assert runtime.state_dict() == {"memory_budget": 4096, "algorithms": {INFER: "im2col"}, "autotune": True}
+            assert _state() == {"memory_budget": 4096, "algorithms": {INFER: "im2col"}, "autotune": True}
             assert runtime.pool_limit() == 4 * 4096
             # changes made inside the block are undone too: a measured entry and its timings, another budget
             assert autotune.select(geo, np.float32, True) == "rowshift"
@@ -155,7 +165,7 @@ def test_scoped_applies_its_settings_and_restores_everything_after_an_exception(
             runtime.memory_budget = 8192
             raise RuntimeError("boom")
 
-    assert runtime.state_dict() == before and runtime.timings == {}
+    assert _state() == before and runtime.timings == {}
     assert runtime.threads == 2 and numcnn.get_num_threads() == 2 and set(_blas_threads()) == {2}
     assert runtime.pool_limit() == 4 * MIB
 
@@ -166,11 +176,11 @@ def test_scoped_with_a_bad_setting_raises_and_restores_what_it_had_applied():
     with pytest.raises(ValueError, match="got 'winograd'"):
         with runtime.scoped(threads=1, memory_budget=4096, autotune=True, algorithms={"k": "winograd"}):
             pytest.fail("the block must not run")
-    assert runtime.state_dict() == before and runtime.threads == 2 and set(_blas_threads()) == {2}
+    assert _state() == before and runtime.threads == 2 and set(_blas_threads()) == {2}
     with pytest.raises(ValueError, match="memory_budget"):
         with runtime.scoped(memory_budget=0):
             pytest.fail("the block must not run")
-    assert runtime.state_dict() == before
+    assert _state() == before
 
 
 def test_scoped_nests_and_keeps_an_empty_table_empty():
@@ -178,12 +188,12 @@ def test_scoped_nests_and_keeps_an_empty_table_empty():
     runtime.memory_budget = MIB
     with runtime.scoped(memory_budget=2 * MIB, algorithms={TRAIN: "rowshift"}):
         with runtime.scoped(memory_budget=4096, autotune=True):
-            assert runtime.state_dict() == {"memory_budget": 4096, "algorithms": {TRAIN: "rowshift"},
+            assert _state() == {"memory_budget": 4096, "algorithms": {TRAIN: "rowshift"},
                                             "autotune": True}
             runtime.load_algorithms({INFER: "im2col"})
-        assert runtime.state_dict() == {"memory_budget": 2 * MIB, "algorithms": {TRAIN: "rowshift"},
+        assert _state() == {"memory_budget": 2 * MIB, "algorithms": {TRAIN: "rowshift"},
                                         "autotune": False}
-    assert runtime.state_dict() == {"memory_budget": MIB, "algorithms": {}, "autotune": False}
+    assert _state() == {"memory_budget": MIB, "algorithms": {}, "autotune": False}
 
 
 def test_setting_the_memory_budget_empties_the_pool():
@@ -323,3 +333,17 @@ def test_a_small_budget_changes_how_grad_weight_sums_but_not_beyond_rounding(rng
     # the same budget gives the same bits (a pure function of the shapes and the budget)
     with runtime.scoped(memory_budget=10_000):
         np.testing.assert_array_equal(K.backward_weight(geo, dy, x, "im2col"), got[10_000])
+
+
+def test_backend_is_part_of_the_state_and_taken_over_unless_asked_for():
+    pytest.importorskip("numba")
+    with runtime.scoped(backend="numba"):
+        runtime.backend_explicit = False  # as when nobody set NUMCNN_KERNELS or runtime.backend
+        runtime.load_state_dict({"backend": "numpy"})  # a checkpoint computed by the NumPy kernels
+        assert runtime.backend == "numpy" and runtime.state_dict()["backend"] == "numpy"
+    with runtime.scoped(backend="numba"):  # asked for explicitly: a checkpoint of the other kernels is refused
+        with pytest.raises(ValueError, match="computed with the 'numpy' kernels, but the 'numba' kernels were asked"):
+            runtime.load_state_dict({"backend": "numpy", "autotune": True})
+        assert runtime.backend == "numba" and not runtime.autotune  # nothing changed
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        runtime.backend = "cuda"

@@ -16,6 +16,7 @@ not: results never depend on it.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import threading
 from collections import OrderedDict
@@ -44,6 +45,19 @@ def _env_budget() -> int:
     if budget <= 0:
         raise ValueError(f"NUMCNN_MEMORY_BUDGET_MB must be a positive number of MiB, got {value!r}")
     return budget
+
+
+BACKENDS = ("numpy", "numba")
+
+
+def _env_backend() -> tuple[str, bool]:
+    """The kernel backend NUMCNN_KERNELS asks for (explicitly), else numba when it is installed."""
+    value = os.environ.get("NUMCNN_KERNELS")
+    if value is None:
+        return ("numba" if importlib.util.find_spec("numba") is not None else "numpy"), False
+    if value not in BACKENDS:
+        raise ValueError(f"NUMCNN_KERNELS must be one of {BACKENDS}, got {value!r}")
+    return value, True
 
 
 def _positive_int(value, what: str) -> int:
@@ -120,6 +134,8 @@ class Workspace:
 class Runtime:
     """Threads, memory budget, workspace pool, algorithm table and autotune flag of numcnn's kernels.
 
+    - ``backend``: "numba" (compiled kernels, the default when Numba is installed) or "numpy"; NUMCNN_KERNELS
+      chooses it from the environment. The two agree to float rounding, not to the bit.
     - ``threads``: how many threads a kernel shares its parts out over (the caller's included; default: the CPUs
       this process may use). Setting it also limits the BLAS pool NumPy uses to the same number, so the two never
       oversubscribe the cores. Results do not depend on it.
@@ -134,6 +150,7 @@ class Runtime:
     def __init__(self):
         self._threads = _cpu_count()
         self._budget = _env_budget()
+        self._backend, self.backend_explicit = _env_backend()
         self.pool = Workspace(lambda: 4 * self._budget)
         self.algorithms: dict[str, str] = {}
         self.timings: dict[str, dict[str, float]] = {}
@@ -170,6 +187,18 @@ class Runtime:
         """Most bytes the pool keeps between calls: room for a few budget-sized arrays."""
         return 4 * self._budget
 
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        if name not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, got {name!r}")
+        if name == "numba" and importlib.util.find_spec("numba") is None:
+            raise ValueError("backend: 'numba' is not installed here (pip install numba), so only 'numpy' can run")
+        self._backend, self.backend_explicit = name, True
+
     # ---- the algorithm table
 
     def add_table_check(self, check: Callable[[str, str], None]) -> None:
@@ -193,17 +222,20 @@ class Runtime:
     # ---- state
 
     def state_dict(self) -> dict:
-        """What decides the bits of a result, as plain JSON-able values: the memory budget, the algorithm table and
-        the autotune flag (the thread count is left out: results do not depend on it)."""
+        """What decides the bits of a result, as plain JSON-able values: the kernel backend, the memory budget, the
+        algorithm table and the autotune flag (the thread count is left out: results do not depend on it)."""
         with self.lock:
-            return {"memory_budget": self._budget, "algorithms": dict(self.algorithms), "autotune": self.autotune}
+            return {"backend": self._backend, "memory_budget": self._budget, "algorithms": dict(self.algorithms),
+                    "autotune": self.autotune}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict`; keys it lacks keep their current values. Everything is checked before
-        anything changes."""
+        anything changes. A different backend is taken over unless one was asked for explicitly (NUMCNN_KERNELS or
+        ``runtime.backend = ...``): then the state is refused, since results continue bit for bit only on the
+        kernels that computed them."""
         if not isinstance(state, dict):
             raise ValueError(f"runtime state: expected a dict, got {type(state).__name__}")
-        unknown = set(state) - {"memory_budget", "algorithms", "autotune"}
+        unknown = set(state) - {"backend", "memory_budget", "algorithms", "autotune"}
         if unknown:
             raise ValueError(f"runtime state: unknown keys {sorted(unknown)}")
         budget = state.get("memory_budget", self._budget)
@@ -211,20 +243,39 @@ class Runtime:
         autotune = state.get("autotune", self.autotune)
         if not isinstance(autotune, bool):
             raise ValueError(f"runtime state: autotune must be true or false, got {autotune!r}")
+        backend = state.get("backend", self._backend)
+        self._check_backend(backend)
         if "algorithms" in state:
             self.load_algorithms(state["algorithms"])
         if budget != self._budget:
             self.memory_budget = budget
         self.autotune = autotune
+        self._backend = backend
+
+    def _check_backend(self, backend) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"runtime state: backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == self._backend:
+            return
+        if self.backend_explicit:
+            raise ValueError(f"runtime state: computed with the {backend!r} kernels, but the {self._backend!r} "
+                             "kernels were asked for (NUMCNN_KERNELS or runtime.backend): a run continues bit for "
+                             f"bit only on the kernels it started with; ask for {backend!r}, or do not ask")
+        if backend == "numba" and importlib.util.find_spec("numba") is None:
+            raise ValueError("runtime state: computed with the 'numba' kernels, which are not installed here "
+                             "(pip install numba)")
 
     @contextlib.contextmanager
     def scoped(self, *, threads: int | None = None, memory_budget: int | None = None, autotune: bool | None = None,
-               algorithms: dict | None = None) -> Iterator[Runtime]:
+               algorithms: dict | None = None, backend: str | None = None) -> Iterator[Runtime]:
         """Apply the given settings inside the block and restore every setting (and an empty table's emptiness)
         afterwards."""
         saved = self._threads, self._budget, self.autotune, dict(self.algorithms), dict(self.timings)
         saved_limit = self._blas_limit
+        saved_backend = self._backend, self.backend_explicit
         try:
+            if backend is not None:
+                self.backend = backend
             if threads is not None:
                 self.threads = threads
             if memory_budget is not None:
@@ -245,6 +296,7 @@ class Runtime:
                 self.memory_budget = saved[1]
             with self.lock:
                 self.autotune, self.algorithms, self.timings = saved[2], saved[3], saved[4]
+            self._backend, self.backend_explicit = saved_backend
 
 
 runtime = Runtime()

@@ -164,10 +164,13 @@ def read_checkpoint(folder) -> dict:
 def _restore_runtime(state: dict) -> None:
     """Load the checkpoint's runtime state. Autotune is turned on if it was on when saved, never off: keys the table
     lacks are then measured anew. Checkpoints written before the runtime object kept their algorithm table under
-    "conv_algorithms" (and none before that: the fixed rule, an empty table, is what they ran)."""
+    "conv_algorithms" (and none before that: the fixed rule, an empty table, is what they ran), and all checkpoints
+    without a backend were computed by the NumPy kernels."""
     saved = state.get("runtime")
     if saved is None:
         saved = {"algorithms": state.get("conv_algorithms") or {}, "autotune": bool(state.get("conv_autotune"))}
+    if isinstance(saved, dict) and "backend" not in saved:
+        saved = {**saved, "backend": "numpy"}  # written before the compiled kernels: the NumPy kernels computed it
     autotune = runtime.autotune
     runtime.load_state_dict(saved)
     runtime.autotune = runtime.autotune or autotune

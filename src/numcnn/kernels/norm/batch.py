@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import parallel
+from .. import jit, parallel
+from . import batch_compiled
 from .channels import as_acb, channel_blocks, channel_dot, channel_sum, channel_views
 
 __all__ = [
@@ -51,6 +52,9 @@ def batch_norm_train_forward(
         )
     f = x.dtype.type
     (x3,), back = channel_views(x.shape, axes, x)
+    if jit.use_compiled():
+        y, mean, invstd, var = batch_compiled.train_forward(x3, gamma, beta, eps)
+        return (back(y), mean, invstd, var) if return_var else (back(y), mean, invstd)
     y = np.empty(x3.shape, dtype=x.dtype)
     mean, var, invstd = (np.empty(c, dtype=x.dtype) for _ in range(3))
     g = None if gamma is None else gamma.reshape(c)
@@ -148,6 +152,9 @@ def batch_norm_backward(
     f = x.dtype.type
     n = f(a * b)
     (x3, dy3), back = channel_views(x.shape, axes, x, dy)
+    if jit.use_compiled():
+        dx, dbeta, dot = batch_compiled.backward(x3, dy3, mean, invstd, gamma)
+        return back(dx), (None if gamma is None else dot * invstd), dbeta
     dx = np.empty(x3.shape, dtype=x.dtype)
     dbeta, dot = np.empty(c, dtype=x.dtype), np.empty(c, dtype=x.dtype)
     k_all = invstd if gamma is None else invstd * gamma.reshape(c)

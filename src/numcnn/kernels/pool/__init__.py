@@ -5,8 +5,10 @@
                        backward as a scatter-add at those indices (``return_indices=True``)
 3. ``max_values.py``   the training path: maxima only, and a backward that finds each window's first maximum
                        again from x and y, both in cache-sized blocks of planes over threads
-4. ``avg.py``          average pooling: separable window sums and PyTorch's divisors
-5. ``adaptive.py``     adaptive average pooling: PyTorch's bins as two products with 0/1 matrices
+4. ``max_compiled.py`` the same, compiled (Numba): one pass keeping each window's winner as one byte
+5. ``dispatch.py``     training max pooling by backend: compiled where it covers the shape, else NumPy
+6. ``avg.py``          average pooling: separable window sums and PyTorch's divisors
+7. ``adaptive.py``     adaptive average pooling: PyTorch's bins as two products with 0/1 matrices
 
 Every kernel follows PyTorch's CPU semantics (output size, ``ceil_mode``, padding, tie-breaking and the index
 layout of ``max_pool2d(return_indices=True)``). Loops run over kernel offsets only; every step inside is a
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from .adaptive import adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward
 from .avg import avg_pool2d_backward, avg_pool2d_forward
+from .dispatch import max_pool2d_train_backward, max_pool2d_train_forward
 from .geometry import IntPair, pool_output_size
 from .max_indices import max_pool2d_backward, max_pool2d_forward
 from .max_values import max_pool2d_backward_from_values, max_pool2d_values
@@ -24,5 +27,5 @@ from .max_values import max_pool2d_backward_from_values, max_pool2d_values
 __all__ = [
     "IntPair", "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool2d_backward",
     "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_backward_from_values", "max_pool2d_forward",
-    "max_pool2d_values", "pool_output_size",
+    "max_pool2d_train_backward", "max_pool2d_train_forward", "max_pool2d_values", "pool_output_size",
 ]

@@ -11,17 +11,15 @@ from ._checks import as_tuple, check_tensor
 class _MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, dilation, ceil_mode):
-        # Only the maxima: backward finds the arg-max again from x and y, so inference pays for no indices.
-        y = K.max_pool2d_values(x, kernel, stride, padding, dilation, ceil_mode)
+        y, saved = K.max_pool2d_train_forward(x, kernel, stride, padding, dilation, ceil_mode)
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(x, y)
+            ctx.saved = saved  # the winners (compiled kernels) or x and y (NumPy kernels find them again)
             ctx.conf = (kernel, stride, padding, dilation, ceil_mode)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, y = ctx.saved_tensors
-        return K.max_pool2d_backward_from_values(g, x, y, *ctx.conf)
+        return K.max_pool2d_train_backward(g, ctx.saved, *ctx.conf)
 
 
 class _AvgPool2d(Function):

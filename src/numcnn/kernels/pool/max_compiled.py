@@ -1,0 +1,113 @@
+"""Max pooling compiled: one pass that keeps each window's maximum and where it was, and a backward that sends
+each gradient there.
+
+For every plane (one image's channel) and output position, the window's taps are visited in raster order with
+PyTorch's rule: a value wins when it is larger than the best so far or NaN (so ties go to the first maximum and a NaN
+to the last NaN). What the backward needs is the winning tap ``t = r*kw + s``, one byte, instead of an int64 index.
+Compiled for the window the measurements point at, 2x2 at stride 2 (the loops are written out for it: a generic
+loop over taps did not vectorise and ran several times slower than NumPy); other poolings run the NumPy kernels.
+Planes are independent, so they are shared out over threads without changing a bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..jit import kernel, prange
+from ..layout import is_channel_major
+from .geometry import IntPair, check_4d, pool_geometry
+
+__all__ = ["max_pool2d_argmax", "max_pool2d_backward_argmax", "supported"]
+
+
+@kernel(parallel=True)
+def _forward_2x2(x, y, arg):
+    """2x2 windows, stride 2, no padding: each window's four taps in raster order, the winner kept in registers."""
+    planes, ho, wo = y.shape
+    for p in prange(planes):
+        for oh in range(ho):
+            r0, r1 = x[p, 2 * oh], x[p, 2 * oh + 1]
+            yrow, arow = y[p, oh], arg[p, oh]
+            for ow in range(wo):
+                best, win = r0[2 * ow], 0
+                v = r0[2 * ow + 1]
+                take = (v > best) | (v != v)  # larger, or NaN: PyTorch's rule
+                best, win = (v, 1) if take else (best, win)
+                v = r1[2 * ow]
+                take = (v > best) | (v != v)
+                best, win = (v, 2) if take else (best, win)
+                v = r1[2 * ow + 1]
+                take = (v > best) | (v != v)
+                best, win = (v, 3) if take else (best, win)
+                yrow[ow] = best
+                arow[ow] = win
+
+
+@kernel(parallel=True)
+def _backward_2x2(dy, arg, dx):
+    """Each window's four input pixels: dy at the winner, 0 elsewhere (windows do not overlap: one write each)."""
+    planes, ho, wo = dy.shape
+    for p in prange(planes):
+        for oh in range(ho):
+            r0, r1 = dx[p, 2 * oh], dx[p, 2 * oh + 1]
+            grow, arow = dy[p, oh], arg[p, oh]
+            for ow in range(wo):
+                g, win = grow[ow], arow[ow]
+                r0[2 * ow] = g if win == 0 else 0.0
+                r0[2 * ow + 1] = g if win == 1 else 0.0
+                r1[2 * ow] = g if win == 2 else 0.0
+                r1[2 * ow + 1] = g if win == 3 else 0.0
+        if dx.shape[1] > 2 * ho:  # an odd height: the last row is read by no window
+            dx[p, 2 * ho:] = 0
+        if dx.shape[2] > 2 * wo:
+            dx[p, :, 2 * wo:] = 0
+
+
+def _planes(a: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(N, C, H, W) as C-contiguous (P, H, W) planes in memory order, and whether that order is channel-major."""
+    if is_channel_major(a):
+        return a.transpose(1, 0, 2, 3).reshape(-1, *a.shape[2:]), True
+    return np.ascontiguousarray(a).reshape(-1, *a.shape[2:]), False
+
+
+def _unplanes(p: np.ndarray, n: int, c: int, channel_major: bool) -> np.ndarray:
+    if channel_major:
+        return p.reshape(c, n, *p.shape[1:]).transpose(1, 0, 2, 3)
+    return p.reshape(n, c, *p.shape[1:])
+
+
+def supported(kernel_size: IntPair, stride: IntPair, padding: IntPair, dilation: IntPair = (1, 1),
+              ceil_mode: bool = False) -> bool:
+    """Whether the compiled path covers this pooling: 2x2 windows at stride 2 without padding or dilation (the
+    pooling of LeNet-style and most small CNNs); others run the NumPy kernels."""
+    return (tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation)) == ((2, 2), (2, 2), (0, 0), (1, 1))
+
+
+def max_pool2d_argmax(x: np.ndarray, kernel_size: IntPair, stride: IntPair, padding: IntPair,
+                      dilation: IntPair = (1, 1), ceil_mode: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """y (N, C, Ho, Wo) in x's dtype and the winning tap of each window (uint8), both laid out like x's planes;
+    y equals ``max_pool2d_forward(...)[0]``. Only for what :func:`supported` accepts."""
+    check_4d(x.shape, "max_pool2d")
+    if not supported(kernel_size, stride, padding, dilation, ceil_mode):
+        raise ValueError(f"max_pool2d_argmax: compiled for 2x2 windows at stride 2 only, got kernel {kernel_size}, "
+                         f"stride {stride}, padding {padding}, dilation {dilation}")
+    (ho, wo), _ = pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    n, c = x.shape[:2]
+    xp, channel_major = _planes(x)
+    y = np.empty((xp.shape[0], ho, wo), dtype=x.dtype)
+    arg = np.empty((xp.shape[0], ho, wo), dtype=np.uint8)
+    _forward_2x2(xp, y, arg)
+    return _unplanes(y, n, c, channel_major), _unplanes(arg, n, c, channel_major)
+
+
+def max_pool2d_backward_argmax(dy: np.ndarray, arg: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
+    """dx (N, C, H, W) in dy's dtype: each dy at its window's winning tap (``arg`` from the forward), 0 elsewhere."""
+    n, c, h, w = x_shape
+    dyp, channel_major = _planes(dy)
+    if is_channel_major(arg) == channel_major:
+        argp = _planes(arg)[0]
+    else:  # dy and arg in different memory orders: bring arg to dy's
+        argp = np.ascontiguousarray(arg.transpose(1, 0, 2, 3) if channel_major else arg).reshape(dyp.shape)
+    dx = np.empty((dyp.shape[0], h, w), dtype=dy.dtype)
+    _backward_2x2(dyp, argp, dx)
+    return _unplanes(dx, n, c, channel_major)
