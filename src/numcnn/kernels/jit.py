@@ -1,33 +1,32 @@
 """Compiled kernels: the textbook's loops, compiled by Numba the first time they run.
 
-A compiled kernel is written as plain loops over arrays and declared with :func:`kernel`::
+A compiled kernel is written as plain loops over arrays and declared with :func:`kernel`; it takes the range of the
+independent items (planes, channels) it should do, and the caller shares ranges out over numcnn's kernel threads
+exactly as for the NumPy kernels (``parallel.run``)::
 
-    @kernel(parallel=True)
-    def relu_rows(x, y):
-        for i in prange(x.shape[0]):      # rows shared out over Numba's threads
+    @kernel
+    def relu_rows(x, y, i0, i1):
+        for i in range(i0, i1):
             for j in range(x.shape[1]):
                 y[i, j] = max(x[i, j], 0)
+
+    parallel.run(lambda b: relu_rows(x, y, *b), parallel.cache_blocks(len(x), x[0].nbytes), blas=False)
+
+Compiled code releases the GIL (``nogil``), so those threads run it at once. Numba's own thread pool is not used:
+one pool for every kernel means threads never oversubscribe the cores or spin while another library's threads
+need them, a forked child (a DataLoader worker) can run any kernel, and results stay independent of the thread
+count by the same rule as everywhere in numcnn: work is cut by the shapes, each range writes its own outputs, and
+sums run in a fixed order inside a range.
 
 Nothing is compiled when numcnn is imported: Numba itself is imported, and each kernel compiled (per dtype and
 layout of its arguments), on the kernel's first call, and the compiled code is cached on disk (``cache=True``:
 next to the source, or in the user's cache folder when the installation is read-only), so later processes load it
 in milliseconds. :func:`compile_report` says which kernels were compiled and how long each took.
-
-Rules every compiled kernel follows, so that results never depend on the thread count:
-
-- a parallel loop (``prange``) runs over independent outputs (planes, channels, rows): no iteration reads what
-  another writes, and no sum crosses iterations of a ``prange`` (Numba would split such a reduction by thread);
-- sums inside an iteration run in a fixed order.
-
-Threads: Numba's pool is used with the "workqueue" threading layer (GNU OpenMP's aborts a forked child that runs a
-parallel kernel; workqueue does not), sized to ``runtime.threads`` before each launch, and launches hold one lock
-(workqueue runs one parallel region at a time: two user threads calling kernels take turns).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 import time
 import warnings
@@ -36,10 +35,9 @@ from collections.abc import Callable
 from . import parallel
 from .runtime import runtime
 
-__all__ = ["available", "compile_report", "installed", "kernel", "prange", "use_compiled"]
+__all__ = ["available", "compile_report", "installed", "kernel", "use_compiled"]
 
 _state: dict = {"numba": None, "warned": False}
-_launch = threading.Lock()
 _compiled: dict[str, float] = {}  # "kernel(types)" -> seconds spent compiling (or loading from the cache)
 
 
@@ -52,8 +50,6 @@ def _numba():
     """The numba module, imported on first use; False when it cannot be (said once, as a warning)."""
     if _state["numba"] is None:
         try:
-            if "NUMBA_THREADING_LAYER" not in os.environ:
-                os.environ["NUMBA_THREADING_LAYER"] = "workqueue"
             import numba
 
             _state["numba"] = numba
@@ -77,50 +73,36 @@ def use_compiled() -> bool:
     return runtime.backend == "numba" and available()
 
 
-def prange(*args):
-    """``range`` in Python; inside a compiled kernel Numba replaces it by its parallel range."""
-    return range(*args)
-
-
 class Kernel:
     """A function compiled on its first call; called like the function."""
 
-    def __init__(self, fn: Callable, parallel: bool):
-        self.fn, self.parallel, self.name = fn, parallel, fn.__name__
+    def __init__(self, fn: Callable):
+        self.fn, self.name = fn, fn.__name__
         self._dispatcher = None
+        self._lock = threading.Lock()  # two threads making the first call compile once
 
     def _compile(self):
-        numba = _numba()
-        if not numba:
-            raise RuntimeError(f"{self.name}: the compiled kernels are not available here")
-        fn = self.fn
-        if self.parallel:  # the module's prange is Python's range: give the compiled code Numba's
-            fn.__globals__["prange"] = numba.prange
-        self._dispatcher = numba.njit(cache=True, parallel=self.parallel, nogil=True, error_model="numpy")(fn)
+        with self._lock:
+            if self._dispatcher is None:
+                numba = _numba()
+                if not numba:
+                    raise RuntimeError(f"{self.name}: the compiled kernels are not available here")
+                self._dispatcher = numba.njit(cache=True, nogil=True, error_model="numpy")(self.fn)
         return self._dispatcher
 
     def __call__(self, *args):
         dispatcher = self._dispatcher or self._compile()
         before = len(dispatcher.signatures)
         t0 = time.perf_counter()
-        if self.parallel:
-            numba = _state["numba"]
-            with _launch:
-                numba.set_num_threads(min(runtime.threads, numba.config.NUMBA_NUM_THREADS))
-                out = dispatcher(*args)
-        else:
-            out = dispatcher(*args)
-        if len(dispatcher.signatures) != before:  # this call compiled (or loaded) a new signature
+        out = dispatcher(*args)
+        if len(dispatcher.signatures) != before:  # this call compiled (or loaded from the cache) a new signature
             _compiled[f"{self.name}{dispatcher.signatures[-1]}"] = time.perf_counter() - t0
         return out
 
 
-def kernel(fn: Callable | None = None, *, parallel: bool = False):
-    """Declare a compiled kernel (see the module docstring); ``parallel=True`` lets its ``prange`` loops run on
-    Numba's threads."""
-    if fn is None:
-        return lambda f: Kernel(f, parallel)
-    return Kernel(fn, parallel)
+def kernel(fn: Callable) -> Kernel:
+    """Declare a compiled kernel (see the module docstring)."""
+    return Kernel(fn)
 
 
 def compile_report() -> dict[str, float]:

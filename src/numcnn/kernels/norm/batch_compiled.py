@@ -1,7 +1,8 @@
 """Batch normalization compiled: per channel, two passes forward (statistics, then normalise) and two backward
 (the two sums, then dx), instead of one NumPy pass over memory per elementwise step.
 
-Each channel is one iteration of a parallel loop over channels and reduces its (A, B) values in a fixed order
+Blocks of channels are shared out over numcnn's kernel threads (``parallel.run``; the GIL is released inside the
+compiled code), and each channel reduces its (A, B) values in a fixed order
 into float64 accumulators (the forward into ``LANES`` partial sums, added up in order at the end, so that the loop
 vectorises): the thread count never changes a bit, and the sums are more accurate than the float32 NumPy path
 (the two backends agree to float32 rounding, not to the bit). Inputs come as (A, C, B) views
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..jit import kernel, prange
+from .. import parallel
+from ..jit import kernel
+from .channels import channel_blocks
 
 __all__ = ["backward", "train_forward"]
 
@@ -20,12 +23,12 @@ __all__ = ["backward", "train_forward"]
 LANES = 16  # partial sums per channel: the inner loop over them vectorises, and their order stays fixed
 
 
-@kernel(parallel=True)
-def _train_forward(x3, gamma, beta, eps, y3, mean, var, invstd):
+@kernel
+def _train_forward(x3, gamma, beta, eps, y3, mean, var, invstd, c0, c1):
     na, nc, nb = x3.shape
     n = na * nb
     body = nb - nb % LANES
-    for c in prange(nc):
+    for c in range(c0, c1):
         part = np.zeros(LANES)
         tail = 0.0
         for a in range(na):
@@ -57,11 +60,11 @@ def _train_forward(x3, gamma, beta, eps, y3, mean, var, invstd):
         mean[c], var[c], invstd[c] = m, v, inv
 
 
-@kernel(parallel=True)
-def _backward(x3, dy3, mean, invstd, gamma, dx3, dbeta, dot):
+@kernel
+def _backward(x3, dy3, mean, invstd, gamma, dx3, dbeta, dot, c0, c1):
     na, nc, nb = x3.shape
     n = na * nb
-    for c in prange(nc):
+    for c in range(c0, c1):
         m = np.float64(mean[c])
         sum_dy, sum_dot = 0.0, 0.0  # one accumulator each: measured faster here than LANES partial sums
         for a in range(na):
@@ -87,7 +90,9 @@ def train_forward(x3: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | N
     zero = np.zeros(c, dtype=np.float64) if beta is None else beta.reshape(c).astype(np.float64)
     y3 = np.empty(x3.shape, dtype=x3.dtype)
     mean, var, invstd = (np.empty(c, dtype=x3.dtype) for _ in range(3))
-    _train_forward(np.ascontiguousarray(x3), one, zero, float(eps), y3, mean, var, invstd)
+    x3 = np.ascontiguousarray(x3)
+    parallel.run(lambda b: _train_forward(x3, one, zero, float(eps), y3, mean, var, invstd, *b),
+                 channel_blocks(x3), blas=False)
     return y3, mean, invstd, var
 
 
@@ -97,5 +102,7 @@ def backward(x3: np.ndarray, dy3: np.ndarray, mean: np.ndarray, invstd: np.ndarr
     one = np.ones(c, dtype=np.float64) if gamma is None else gamma.reshape(c).astype(np.float64)
     dx3 = np.empty(x3.shape, dtype=x3.dtype)
     dbeta, dot = np.empty(c, dtype=x3.dtype), np.empty(c, dtype=x3.dtype)
-    _backward(np.ascontiguousarray(x3), np.ascontiguousarray(dy3), mean, invstd, one, dx3, dbeta, dot)
+    x3, dy3 = np.ascontiguousarray(x3), np.ascontiguousarray(dy3)
+    parallel.run(lambda b: _backward(x3, dy3, mean, invstd, one, dx3, dbeta, dot, *b), channel_blocks(x3),
+                 blas=False)
     return dx3, dbeta, dot

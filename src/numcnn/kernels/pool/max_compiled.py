@@ -6,25 +6,27 @@ PyTorch's rule: a value wins when it is larger than the best so far or NaN (so t
 to the last NaN). What the backward needs is the winning tap ``t = r*kw + s``, one byte, instead of an int64 index.
 Compiled for the window the measurements point at, 2x2 at stride 2 (the loops are written out for it: a generic
 loop over taps did not vectorise and ran several times slower than NumPy); other poolings run the NumPy kernels.
-Planes are independent, so they are shared out over threads without changing a bit.
+Planes are independent: blocks of them are shared out over numcnn's kernel threads (``parallel.run``, the GIL
+released inside the compiled code) without changing a bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..jit import kernel, prange
+from .. import parallel
+from ..jit import kernel
 from ..layout import is_channel_major
 from .geometry import IntPair, check_4d, pool_geometry
 
 __all__ = ["max_pool2d_argmax", "max_pool2d_backward_argmax", "supported"]
 
 
-@kernel(parallel=True)
-def _forward_2x2(x, y, arg):
+@kernel
+def _forward_2x2(x, y, arg, p0, p1):
     """2x2 windows, stride 2, no padding: each window's four taps in raster order, the winner kept in registers."""
-    planes, ho, wo = y.shape
-    for p in prange(planes):
+    _, ho, wo = y.shape
+    for p in range(p0, p1):
         for oh in range(ho):
             r0, r1 = x[p, 2 * oh], x[p, 2 * oh + 1]
             yrow, arow = y[p, oh], arg[p, oh]
@@ -43,11 +45,11 @@ def _forward_2x2(x, y, arg):
                 arow[ow] = win
 
 
-@kernel(parallel=True)
-def _backward_2x2(dy, arg, dx):
+@kernel
+def _backward_2x2(dy, arg, dx, p0, p1):
     """Each window's four input pixels: dy at the winner, 0 elsewhere (windows do not overlap: one write each)."""
-    planes, ho, wo = dy.shape
-    for p in prange(planes):
+    _, ho, wo = dy.shape
+    for p in range(p0, p1):
         for oh in range(ho):
             r0, r1 = dx[p, 2 * oh], dx[p, 2 * oh + 1]
             grow, arow = dy[p, oh], arg[p, oh]
@@ -96,7 +98,8 @@ def max_pool2d_argmax(x: np.ndarray, kernel_size: IntPair, stride: IntPair, padd
     xp, channel_major = _planes(x)
     y = np.empty((xp.shape[0], ho, wo), dtype=x.dtype)
     arg = np.empty((xp.shape[0], ho, wo), dtype=np.uint8)
-    _forward_2x2(xp, y, arg)
+    blocks = parallel.cache_blocks(xp.shape[0], xp[0].nbytes)  # planes in L2-sized blocks over numcnn's threads
+    parallel.run(lambda b: _forward_2x2(xp, y, arg, *b), blocks, blas=False)
     return _unplanes(y, n, c, channel_major), _unplanes(arg, n, c, channel_major)
 
 
@@ -109,5 +112,6 @@ def max_pool2d_backward_argmax(dy: np.ndarray, arg: np.ndarray, x_shape: tuple[i
     else:  # dy and arg in different memory orders: bring arg to dy's
         argp = np.ascontiguousarray(arg.transpose(1, 0, 2, 3) if channel_major else arg).reshape(dyp.shape)
     dx = np.empty((dyp.shape[0], h, w), dtype=dy.dtype)
-    _backward_2x2(dyp, argp, dx)
+    blocks = parallel.cache_blocks(dx.shape[0], dx[0].nbytes)
+    parallel.run(lambda b: _backward_2x2(dyp, argp, dx, *b), blocks, blas=False)
     return _unplanes(dx, n, c, channel_major)
