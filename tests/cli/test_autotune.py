@@ -12,7 +12,7 @@ import numpy as np
 
 import numcnn
 from autotune_helpers import fresh_process, fresh_runtime, prefer  # noqa: F401 - fresh_runtime: autouse
-from numcnn.cli import train as train_cmd
+from numcnn.cli import runs
 from numcnn.kernels import conv as K
 from numcnn.kernels.conv import autotune
 from numcnn.kernels.runtime import runtime
@@ -49,16 +49,16 @@ def test_autotune_is_saved_in_the_checkpoint_and_resume_is_bit_identical(cli, da
 
     # interrupted after epoch 1, then resumed by a fresh process (empty table, autotune off, and no timing allowed)
     fresh_process()
-    original = train_cmd._MetricsWriter.on_epoch_end
+    original = runs.MetricsWriter.on_epoch_end
 
     def interrupt_after_epoch_1(self, run, record):
         original(self, run, record)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_cmd._MetricsWriter, "on_epoch_end", interrupt_after_epoch_1)
+    monkeypatch.setattr(runs.MetricsWriter, "on_epoch_end", interrupt_after_epoch_1)
     out = tmp_path / "interrupted"
     assert cli(*args(data_dir, "--autotune", "--out", out)).rc == 130
-    monkeypatch.setattr(train_cmd._MetricsWriter, "on_epoch_end", original)
+    monkeypatch.setattr(runs.MetricsWriter, "on_epoch_end", original)
     fresh_process()
     measured = []
 

@@ -8,8 +8,7 @@ import pytest
 
 import numcnn
 import numcnn.models
-from numcnn.cli import recipe
-from numcnn.cli import train as train_cmd
+from numcnn.cli import recipe, runs
 from numcnn.data import FashionMNIST, read_idx
 
 IMAGE_SIZE = 28
@@ -28,6 +27,10 @@ def test_train_writes_the_run_folder(cli, data_dir, tmp_path, parse_accuracy):
     r = cli("train", "--data-dir", data_dir, "--limit", 100, "--epochs", 2, "--out", out)
     assert r.rc == 0, r.err
     acc = parse_accuracy(r.last)
+    kernels = [line for line in r.out.splitlines() if line.startswith("kernels: ")]
+    assert kernels == [f"kernels: {numcnn.runtime.backend}"
+                       + (" (compiled by Numba on first use)" if numcnn.runtime.backend == "numba" else "")
+                       + f", {numcnn.runtime.threads} thread{'s' if numcnn.runtime.threads > 1 else ''}"]
 
     config = json.loads((out / "config.json").read_text())
     assert config["format"] == "numcnn-run/1" and config["numcnn_version"] == numcnn.__version__
@@ -107,19 +110,19 @@ def test_resume_after_an_interrupt_is_bit_identical(cli, data_dir, tmp_path, mon
     assert r.rc == 0, r.err
     reference, ref_acc = weights(tmp_path / "straight" / "model.safetensors"), parse_accuracy(r.last)
 
-    original = train_cmd._MetricsWriter.on_epoch_end
+    original = runs.MetricsWriter.on_epoch_end
 
     def interrupt_after_epoch_2(self, run, record):
         original(self, run, record)
         if run.epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_cmd._MetricsWriter, "on_epoch_end", interrupt_after_epoch_2)
+    monkeypatch.setattr(runs.MetricsWriter, "on_epoch_end", interrupt_after_epoch_2)
     out = tmp_path / "interrupted"
     r = cli(*args, "--out", out)
     assert r.rc == 130 and "--resume" in r.err
     assert not (out / "model.safetensors").exists()
-    monkeypatch.setattr(train_cmd._MetricsWriter, "on_epoch_end", original)
+    monkeypatch.setattr(runs.MetricsWriter, "on_epoch_end", original)
     # an unfinished run still evaluates, from its checkpoint: the validation accuracy of its last epoch
     r = cli("evaluate", out, "--split", "val", "--out", tmp_path)
     assert r.rc == 0 and "checkpoint of epoch 2" in r.out, r.err

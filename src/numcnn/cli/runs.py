@@ -29,6 +29,7 @@ import numpy as np
 from .. import models
 from ..data import MNIST, DataLoader, FashionMNIST, Normalize, random_split
 from ..serialization import atomic_write, load
+from ..training import Callback
 from .errors import CLIError
 
 FORMAT = "numcnn-run/1"
@@ -67,6 +68,17 @@ def write_json(path: Path, obj) -> None:
 
 def save_text(path: Path, text: str) -> None:
     atomic_write(path, text.encode())
+
+
+class MetricsWriter(Callback):
+    """metrics.csv and metrics.json after every epoch, so an unfinished run can be watched and plotted."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def on_epoch_end(self, run, record: dict) -> None:
+        save_text(self.folder / "metrics.csv", run.history.to_csv())
+        write_json(self.folder / "metrics.json", {"epochs": run.history.records})
 
 
 # -- folders -------------------------------------------------------------------------------------------------

@@ -15,9 +15,10 @@ from .. import __version__, manual_seed, models
 from ..autograd.anomaly import AnomalyError
 from ..data import DataLoader
 from ..data.stats import channel_stats
+from ..kernels import jit
 from ..kernels.runtime import runtime
 from ..serialization import save
-from ..training import Callback, Checkpoint, TrainingDiverged, evaluate, fit, resume
+from ..training import Checkpoint, TrainingDiverged, evaluate, fit, resume
 from ..training.losses import get_loss
 from . import figures, runs, train_args
 from .errors import CLIError
@@ -39,17 +40,6 @@ def add_parser(sub) -> None:
 
 
 # -- the run folder ------------------------------------------------------------------------------------------
-
-
-class _MetricsWriter(Callback):
-    """metrics.csv and metrics.json after every epoch, so an unfinished run can be watched and plotted."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    def on_epoch_end(self, run, record: dict) -> None:
-        runs.save_text(self.folder / "metrics.csv", run.history.to_csv())
-        runs.write_json(self.folder / "metrics.json", {"epochs": run.history.records})
 
 
 def _check_folder(out: Path, args) -> None:
@@ -311,6 +301,8 @@ def _announce(plan: _Plan, data: _Data, training: _Training) -> None:
         f"{r['weight_decay']:g}, {'augment' if r['augment'] else 'no augment'}, loss {r['loss']}, seed {plan.seed}")
     if training.history is not None:
         say(f"resuming after epoch {len(training.history)}, up to epoch {data.epochs}")
+    say(f"kernels: {runtime.backend}" + (" (compiled by Numba on first use)" if runtime.backend == "numba" else "")
+        + f", {runtime.threads} thread{'s' if runtime.threads > 1 else ''}")
     if config.get("autotune"):
         say("autotune: each new convolution shape times its algorithms once; the choices go into the checkpoints")
     if world is not None:
@@ -322,7 +314,7 @@ def _announce(plan: _Plan, data: _Data, training: _Training) -> None:
 def _fit(plan: _Plan, data: _Data, training: _Training) -> int | None:
     """Trains up to the planned epochs, checkpointing each one; the exit code when training stops early."""
     world, checkpoint = plan.world, plan.checkpoint
-    writers = [Checkpoint(checkpoint, extra={"config": plan.config}), _MetricsWriter(plan.out)]
+    writers = [Checkpoint(checkpoint, extra={"config": plan.config}), runs.MetricsWriter(plan.out)]
     if world is None:
         callbacks = writers
     else:
@@ -378,6 +370,10 @@ def _finish(plan: _Plan, data: _Data, training: _Training) -> int:
         + (", curves.png" if figures.available() else ""))
     if times:
         say(f"{sum(times) / len(times):.1f} s per epoch")
+    compiled = jit.compile_report()
+    if compiled:
+        say(f"compiled kernels: {len(compiled)} in {sum(compiled.values()):.1f} s (cached on disk: later runs load "
+            "them in milliseconds)")
     say(f"test loss: {test.loss:.4f}")
     print(f"test accuracy: {test.accuracy:.4f}", flush=True)
     return 0
