@@ -184,3 +184,19 @@ def test_a_checkpoint_with_a_bad_table_is_refused(tmp_path, fmt):
         load_checkpoint(tmp_path / "ck", model=m, optimizer=opt, scheduler=sch)
     assert bad_key in str(e.value) and "stride 1x1" in str(e.value)
     assert runtime.algorithms == {} and runtime.state_dict() == before
+
+
+def test_the_checkpoint_records_its_backend_and_resume_keeps_it(tmp_path):
+    pytest.importorskip("numba")
+    m, opt, sch, _ = helpers.setup()
+    with runtime.scoped(backend="numba"):
+        save_checkpoint(tmp_path / "ck", model=m, optimizer=opt, scheduler=sch, epoch=1)
+    assert json.loads((tmp_path / "ck" / "state.json").read_text())["runtime"]["backend"] == "numba"
+    with runtime.scoped(backend="numpy"):  # asked for explicitly: continuing on other kernels is refused
+        with pytest.raises(ValueError, match="computed with the 'numba' kernels, but the 'numpy' kernels were asked"):
+            load_checkpoint(tmp_path / "ck", model=m, optimizer=opt, scheduler=sch)
+        assert runtime.backend == "numpy"
+    with runtime.scoped(backend="numpy"):
+        runtime.backend_explicit = False  # nobody asked: the checkpoint's kernels are taken over
+        load_checkpoint(tmp_path / "ck", model=m, optimizer=opt, scheduler=sch)
+        assert runtime.backend == "numba"

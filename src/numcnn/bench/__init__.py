@@ -36,8 +36,8 @@ from ._timing import interleaved
 
 __all__ = ["add_arguments", "main", "run"]
 
-ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-            "NUMCNN_MEMORY_BUDGET_MB")
+ENV_VARS = ("NUMCNN_KERNELS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
+            "OPENBLAS_L2_SIZE", "NUMCNN_MEMORY_BUDGET_MB")
 SECTIONS = ("layers", "train", "inference", "memory")
 # Largest acceptable disagreement, relative to max(1, max |reference|).
 TOLERANCE = {"layer": 1e-3, "naive": 1e-4, "train": 1e-4, "inference": 1e-4}
@@ -101,7 +101,7 @@ def _settings(use_torch: bool, threads: int | None, stack: contextlib.ExitStack)
     meta = {
         "numcnn": numcnn.__version__, "numpy": np.__version__, "python": platform.python_version(),
         "machine": platform.machine(), "cpu": _cpu_model(), "cpus": os.cpu_count(), "blas": blas,
-        "numcnn_threads": numcnn.get_num_threads(),
+        "numcnn_threads": numcnn.get_num_threads(), "numcnn_kernels": runtime.backend,
         "env": {k: os.environ.get(k) for k in ENV_VARS},
         "numcnn_memory_budget_mb": runtime.memory_budget / 2**20,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -176,7 +176,8 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         print(f"  BLAS: {info['internal_api']} {info['version']} ({info['architecture']}), "
               f"{info['num_threads']} threads")
     print(f"  numcnn kernel threads: {meta['numcnn_threads']} (batch chunks shared out over threads, each with "
-          "single-threaded GEMMs; numcnn.kernels.parallel)")
+          "single-threaded GEMMs; numcnn.kernels.parallel); kernels: "
+          f"{meta['numcnn_kernels']} (NUMCNN_KERNELS)")
     if use_torch:
         print(f"  PyTorch threads: {meta['torch_threads']} (set to numcnn's thread count)")
     env = ", ".join(f"{k}={v}" for k, v in meta["env"].items() if v is not None)

@@ -154,10 +154,11 @@ def pool_bn_rows(n: int, reps: int, use_torch: bool, smoke: bool, rng) -> list[d
     c, h, w = (4, 8, 8) if smoke else POOL_SHAPE
     x = _channel_major(rng.standard_normal((n, c, h, w)).astype(np.float32))
     x = np.maximum(x, 0)  # pooling follows a ReLU in these nets: many tied zeros
-    y = KP.max_pool2d_values(x, (2, 2), (2, 2), (0, 0))
+    # what nn.MaxPool2d runs in training (compiled with the numba backend, else the NumPy values-only pair)
+    y, saved = KP.max_pool2d_train_forward(x, (2, 2), (2, 2), (0, 0))
     dy = _channel_major(rng.standard_normal(y.shape).astype(np.float32))
-    ours = {"forward": lambda: KP.max_pool2d_values(x, (2, 2), (2, 2), (0, 0)),
-            "grad-input": lambda: KP.max_pool2d_backward_from_values(dy, x, y, (2, 2), (2, 2), (0, 0))}
+    ours = {"forward": lambda: KP.max_pool2d_train_forward(x, (2, 2), (2, 2), (0, 0))[0],
+            "grad-input": lambda: KP.max_pool2d_train_backward(dy, saved, (2, 2), (2, 2), (0, 0))}
     c2, h2, w2 = (4, 8, 8) if smoke else BN_SHAPE
     xb = _channel_major(rng.standard_normal((n, c2, h2, w2)).astype(np.float32))
     gamma, beta = rng.standard_normal(c2).astype(np.float32), rng.standard_normal(c2).astype(np.float32)

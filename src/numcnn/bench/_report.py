@@ -74,8 +74,8 @@ def write_markdown(path: str, result: dict) -> None:
         f"NumPy {meta['numpy']}" + (f", PyTorch {meta['torch']}" if "torch" in meta else ""),
         f"- BLAS: {blas}; float32 GEMM {gemm['n']}x{gemm['n']}: numpy {gemm['numpy']:.1f} GFLOP/s"
         + (f", torch {gemm['torch']:.1f} GFLOP/s" if "torch" in gemm else ""),
-        f"- threads: numcnn {meta['numcnn_threads']}" + (f", PyTorch {meta['torch_threads']}" if "torch" in meta
-                                                          else "")
+        f"- kernels: {meta.get('numcnn_kernels', 'numpy')}; threads: numcnn {meta['numcnn_threads']}"
+        + (f", PyTorch {meta['torch_threads']}" if "torch" in meta else "")
         + f"; memory budget {meta['numcnn_memory_budget_mb']:.0f} MiB; environment: {env}",
         f"- batch {meta['batch']}, medians of >= {meta['reps']} repetitions" + (" (smoke run)" if meta["smoke"]
                                                                                else ""),

@@ -21,7 +21,11 @@ def _recipes_epilog() -> str:
                      f"{r['epochs']} epochs, weight decay {r['weight_decay']:g}, "
                      f"{'augment' if r['augment'] else 'no augment'}, loss {r['loss']}")
     lines += ["", "The run folder (--out) receives config.json, model.safetensors, checkpoint/, metrics.csv,",
-              "metrics.json and curves.png. The last line printed is 'test accuracy: 0.XXXX'."]
+              "metrics.json and curves.png. The last line printed is 'test accuracy: 0.XXXX'.",
+              "",
+              "environment: NUMCNN_KERNELS=numpy|numba picks the kernels (default: numba, compiled, when installed;",
+              "a resumed run keeps the kernels it started with), NUMCNN_MEMORY_BUDGET_MB the largest scratch array",
+              "of one kernel call (default 8)."]
     return "\n".join(lines)
 
 

@@ -55,16 +55,12 @@ def _pool_args(fn, input, kernel_size, stride, padding, dilation=1, ceil_mode=Fa
         if p > k // 2:
             raise ValueError(f"{fn}: padding should be at most half of kernel size, got padding {padding} "
                              f"for kernel_size {kernel}")
-    H, W = input.shape[-2:]
-    for size, k, s, p, d in zip((H, W), kernel, stride, padding, dilation):
-        # PyTorch's rule, not "kernel fits the padded input": with ceil_mode a dilated window may overhang.
-        span = size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
-        out = span // s + 1
-        if ceil_mode and (out - 1) * s >= size + p:
-            out -= 1
-        if out < 1:
+    for size, k, s, p, d in zip(input.shape[-2:], kernel, stride, padding, dilation):
+        try:  # PyTorch's rule (kernels/pool/geometry.py), not "kernel fits the padded input": see ceil_mode there
+            K.pool_output_size(size, k, s, p, d, ceil_mode)
+        except ValueError:  # the arguments are checked above: only a too-small input is left
             raise ValueError(f"{fn}: kernel size {kernel} (dilation {dilation}) is larger than the padded input "
-                             f"(input shape {tuple(input.shape)}, padding {padding}, stride {stride})")
+                             f"(input shape {tuple(input.shape)}, padding {padding}, stride {stride})") from None
     return kernel, stride, padding, dilation
 
 
