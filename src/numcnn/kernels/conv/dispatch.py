@@ -8,7 +8,8 @@ An ``algorithm`` names a way to compute all three passes of a layer:
 ``im2col``     ``chunked.py``: im2col + GEMM in cache-sized batch chunks over threads; grad-input runs
                col2im for strided layers and the padded grid (``grid.py``) for stride 1
 ``rowshift``   ``rowshift.py``: row copies and squarer GEMMs on a row grid (stride 1 only)
-``auto``       the default: a fixed rule of the shapes picks per pass (:func:`choose`)
+``auto``       the default: a fixed rule of the shapes picks per pass (:func:`choose`); with the compiled
+               backend, depthwise layers at stride 1 run ``depthwise.py`` for all three passes
 =============  ==================================================================================================
 
 What each pass runs is named by a :class:`Plan` (``plan(geo, "im2col")`` is ``Plan("im2col", "grid", "im2col")``
@@ -22,8 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import workspace
-from . import chunked, gemm, grid, reference, rowshift
+from .. import jit, workspace
+from . import chunked, depthwise, gemm, grid, reference, rowshift
 from .chunked import Columns
 from .geometry import ConvGeometry, GeometryError
 
@@ -37,8 +38,9 @@ PASSES = ("forward", "input", "weight")
 
 
 class Plan(NamedTuple):
-    """The kernel each pass runs: forward in {reference, gemm, im2col, rowshift}, grad-input in {reference, gemm,
-    col2im, grid, rowshift}, grad-weight in {reference, gemm, im2col, rowshift}."""
+    """The kernel each pass runs: forward in {reference, gemm, im2col, rowshift, depthwise}, grad-input in
+    {reference, gemm, col2im, grid, rowshift, depthwise}, grad-weight in {reference, gemm, im2col, rowshift,
+    depthwise}."""
 
     forward: str
     input: str
@@ -82,6 +84,8 @@ def choose(geo: ConvGeometry, pass_: str) -> str:
 def plan(geo: ConvGeometry, algorithm: str = "auto") -> Plan:
     """The kernels ``algorithm`` runs for the three passes of the layer ``geo``."""
     algorithm = canonical(algorithm)
+    if algorithm == "auto" and jit.use_compiled() and depthwise.supported(geo):
+        return Plan("depthwise", "depthwise", "depthwise")  # compiled: one filter per channel, no GEMM to give BLAS
     if algorithm == "auto":
         return Plan(*(choose(geo, p) for p in PASSES))
     if algorithm == "rowshift" and not geo.unit_stride:
@@ -109,7 +113,9 @@ def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | Non
         if workspace.keepable(chunked.columns_bytes(geo, x.itemsize)):
             kind = "im2col"
     cols = None
-    if kind in ("reference", "gemm"):
+    if kind == "depthwise":
+        y = depthwise.forward(geo, x, w, b)
+    elif kind in ("reference", "gemm"):
         y = (reference if kind == "reference" else gemm).forward(geo, x, w)
         if b is not None:
             y += b.astype(x.dtype, copy=False)[:, None, None]
@@ -130,6 +136,8 @@ def backward_input(geo: ConvGeometry, dy: np.ndarray, w: np.ndarray, algorithm: 
     w = w.astype(dy.dtype, copy=False)
     if kind == "rowshift" and cropped:
         kind = "grid"  # rowshift's row grid assumes the full output
+    if kind == "depthwise":
+        return depthwise.backward_input(geo, dy, w)
     if kind == "reference":
         return reference.backward_input(geo, dy, w)
     if kind == "gemm":
@@ -152,9 +160,11 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray | None, alg
         kind = kept  # the forward's columns or rows are already built
     else:
         kind = plan(geo, algorithm).weight
-    if x is None and (kept is None or kind in ("reference", "gemm")):
+    if x is None and (kept is None or kind in ("reference", "gemm", "depthwise")):
         raise ValueError("conv2d_backward_weight: x may be None only with the forward's cols given (not with "
                          f"the {kind!r} algorithm)")
+    if kind == "depthwise":
+        return depthwise.backward_weight(geo, dy, x)
     if kind == "reference":
         return reference.backward_weight(geo, dy, x)
     if kind == "gemm":
