@@ -1,5 +1,6 @@
 """kernels/parallel.py: parts shared out over threads give what a serial loop gives, bit for bit."""
 
+import os
 import threading
 
 import numpy as np
@@ -21,7 +22,9 @@ def threads():
 
 
 def _blas_threads():
-    return [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    """Thread counts of NumPy's own BLAS (another library's, e.g. SciPy's loaded by Numba, is not numcnn's)."""
+    return [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"
+            and ("numpy" in i["filepath"] or os.path.basename(i["filepath"]).startswith("libscipy_openblas64_"))]
 
 
 def test_run_keeps_item_order_and_runs_items_at_once(threads):

@@ -23,6 +23,7 @@ Rules that keep results independent of the number of threads:
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -63,11 +64,18 @@ def cache_blocks(n: int, bytes_per_item: int) -> list[tuple[int, int]]:
 
 
 def _blas_pools() -> list:
+    """The BLAS NumPy calls (the one numcnn's GEMMs run on): the loaded BLAS libraries under NumPy's own folder
+    (its wheel bundles one), else every loaded BLAS (a NumPy linked against the system's). Another library's BLAS
+    (SciPy's, loaded with Numba) is left alone: numcnn never calls it."""
     if _state["blas"] is None:
         try:
             from threadpoolctl import ThreadpoolController
 
-            _state["blas"] = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+            found = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+            home = os.path.dirname(os.path.dirname(np.__file__))
+            own = [c for c in found if os.path.basename(c.filepath).startswith("libscipy_openblas64_")
+                   or c.filepath.startswith(os.path.join(home, "numpy"))]
+            _state["blas"] = own or found
         except Exception:  # no threadpoolctl-visible BLAS: nothing to limit
             _state["blas"] = []
     return _state["blas"]
