@@ -95,9 +95,12 @@ def test_default_folder_quiet_refusal_and_force(cli, data_dir, tmp_path, monkeyp
     assert (run / "model.safetensors").read_bytes() == before
 
     (run / "notes.txt").write_text("mine")
+    r = cli(*argv, "--force", "--seed", 1)  # --force deletes only numcnn's files: with the user's beside them, none
+    assert r.rc == 2 and len(r.err.splitlines()) == 1 and "(notes.txt)" in r.err, r.err
+    assert (run / "notes.txt").read_text() == "mine" and (run / "model.safetensors").read_bytes() == before
+    (run / "notes.txt").unlink()
     r = cli(*argv, "--force", "--seed", 1)
     assert r.rc == 0, r.err
-    assert (run / "notes.txt").read_text() == "mine"  # --force deletes run files only
     assert json.loads((run / "config.json").read_text())["seed"] == 1
     assert (run / "model.safetensors").read_bytes() != before
 

@@ -2,6 +2,8 @@
 
 A run folder holds::
 
+    .numcnn-run        the marker: this folder is a numcnn run (format, numcnn version, creation time); written
+                       first, before config.json, so ``numcnn train --force`` knows the folder's files are its own
     config.json        format, numcnn version, model (name, in_channels, num_classes, options), dataset (name,
                        root, class names, image shape, split sizes, limit), normalization (mean, std per channel),
                        seed, the full recipe used, the command line
@@ -12,24 +14,28 @@ A run folder holds::
     metrics.json       the same records, plus the test result
     curves.png         loss and accuracy per epoch, train vs validation
     confusion.png      written by ``numcnn evaluate``
+    .numcnn-lock       while ``numcnn train`` runs in the folder: the lock keeping a second one out (cli/run_folder.py)
 
-Every file goes through :func:`numcnn.serialization.atomic_write`.
+Every file goes through :func:`numcnn.serialization.atomic_write`. Folders written before the marker existed are
+still runs (:func:`is_run`) when their config.json is a run config and they hold a checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import models
+from .._version import __version__
 from ..data import MNIST, DataLoader, FashionMNIST, Normalize, random_split
 from ..serialization import atomic_write, load
 from ..training import Callback
+from ..training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .errors import CLIError
 
 FORMAT = "numcnn-run/1"
@@ -39,9 +45,16 @@ CHECKPOINT = "checkpoint"
 #: Key of the ONNX metadata_props entry holding the run's config.json (written by ``numcnn export``), so the file
 #: alone is enough for ``numcnn predict`` / ``numcnn evaluate`` (class names, normalization).
 CONFIG_KEY = "numcnn.config"
-#: Every name ``numcnn train --force`` may delete (and nothing else).
-RUN_FILES = (CONFIG, WEIGHTS, CHECKPOINT, f".{CHECKPOINT}.tmp", f".{CHECKPOINT}.old", "metrics.csv", "metrics.json",
-             "curves.png", "confusion.png", "confusion-val.png", "confusion-train.png")
+MARKER = ".numcnn-run"
+LOCK = ".numcnn-lock"
+#: The files numcnn writes at the top of a run folder (``numcnn train --force`` deletes these but the marker and the
+#: lock file, and refuses when the folder holds anything but these)...
+RUN_FILES = (MARKER, LOCK, CONFIG, WEIGHTS, "metrics.csv", "metrics.json", "curves.png", "confusion.png",
+             "confusion-val.png", "confusion-train.png")
+#: ... its checkpoint folder and the two siblings a checkpoint is swapped in through (training/checkpoint.py) ...
+CHECKPOINT_DIRS = (CHECKPOINT, f".{CHECKPOINT}.tmp", f".{CHECKPOINT}.old")
+#: ... and the files a checkpoint writes into them.
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
 DATASETS = {"fashion-mnist": FashionMNIST, "mnist": MNIST}
 VAL_IMAGES = 5000  # held out of the training file for validation (fewer for small --limit, see split_sizes)
 EVAL_BATCH = 200  # batch size of every evaluation: the same batches, hence the same numbers, in train and evaluate
@@ -84,8 +97,39 @@ class MetricsWriter(Callback):
 # -- folders -------------------------------------------------------------------------------------------------
 
 
+def _json_format(path: Path):
+    """The "format" entry of JSON file ``path``; None when it is not a regular file holding a JSON object."""
+    try:
+        if not path.is_file() or path.is_symlink():
+            return None
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return obj.get("format") if isinstance(obj, dict) else None
+
+
+def has_marker(folder: Path) -> bool:
+    return _json_format(folder / MARKER) == FORMAT
+
+
 def is_run(folder: Path) -> bool:
+    """Whether ``folder`` is a run folder: it holds the marker, or it was written before the marker existed --
+    a config.json of format numcnn-run/1 and a checkpoint (its state.json in checkpoint/, or in .checkpoint.old/
+    after a crash between the two renames of a checkpoint swap)."""
+    if has_marker(folder):
+        return True
+    return _json_format(folder / CONFIG) == FORMAT and any(
+        _json_format(folder / d / "state.json") == CHECKPOINT_FORMAT for d in (CHECKPOINT, f".{CHECKPOINT}.old"))
+
+
+def has_config(folder: Path) -> bool:
+    """Whether ``folder`` has a config.json to read (evaluate / predict / export read any, marker or not)."""
     return (folder / CONFIG).is_file()
+
+
+def write_marker(folder: Path) -> None:
+    write_json(folder / MARKER, {"format": FORMAT, "numcnn_version": __version__,
+                                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
 def read_config(folder: Path) -> dict:
@@ -110,16 +154,6 @@ def check_config(config, where: str) -> dict:
         if key not in config:
             raise CLIError(f"{where}: the run config has no {key!r} entry")
     return config
-
-
-def clear_run(folder: Path) -> None:
-    """Delete the run files of ``folder`` (``--force``); any other file in it is left alone."""
-    for name in RUN_FILES:
-        p = folder / name
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        elif p.exists() or p.is_symlink():
-            p.unlink()
 
 
 # -- loading a trained model -----------------------------------------------------------------------------------
@@ -152,7 +186,7 @@ def _checkpoint_config(folder: Path) -> tuple[dict, dict]:
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
     config = (state.get("extra") or {}).get("config")
-    if config is None and is_run(folder.parent):
+    if config is None and has_config(folder.parent):
         config = read_config(folder.parent)
     if config is None:
         raise CLIError(f"{folder}: the checkpoint does not say which model it holds (no run config)")
@@ -175,7 +209,7 @@ def load_trained(path: str | Path) -> Loaded:
     elif (path / "state.json").is_file():
         config, state = _checkpoint_config(path)
         state_dict, weights, epoch = state["model"], path, state.get("epoch")
-        run_folder = path.parent if is_run(path.parent) else None
+        run_folder = path.parent if has_config(path.parent) else None
     else:
         config, run_folder = read_config(path), path
         if (path / WEIGHTS).is_file():
@@ -212,13 +246,13 @@ def _load_onnx(path: Path) -> Loaded:
             config = check_config(json.loads(model.metadata[CONFIG_KEY]), f"{path} (metadata {CONFIG_KEY})")
         except json.JSONDecodeError as e:
             raise CLIError(f"{path}: its {CONFIG_KEY} metadata is not valid JSON ({e})") from None
-    elif is_run(path.parent):
+    elif has_config(path.parent):
         config = read_config(path.parent)
     else:
         raise CLIError(f"{path}: no run config (not written by 'numcnn export', and no {CONFIG} beside it), so the "
                        "class names and normalization are unknown")
     model.eval()
-    return Loaded(model, config, path.parent if is_run(path.parent) else None, str(path), None, onnx=True)
+    return Loaded(model, config, path.parent if has_config(path.parent) else None, str(path), None, onnx=True)
 
 
 def _load_weights(path: Path) -> dict:

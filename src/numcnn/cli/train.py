@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from ..kernels.runtime import runtime
 from ..serialization import save
 from ..training import Checkpoint, TrainingDiverged, evaluate, fit, resume
 from ..training.losses import get_loss
-from . import figures, runs, train_args
+from . import figures, run_folder, runs, train_args
 from .errors import CLIError
 from .recipe import (
     FIXED_LENGTH,
@@ -40,14 +41,6 @@ def add_parser(sub) -> None:
 
 
 # -- the run folder ------------------------------------------------------------------------------------------
-
-
-def _check_folder(out: Path, args) -> None:
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {out} is a file, not a folder")
-    if not args.force and out.exists() and any(out.iterdir()):
-        what = "holds a run" if runs.is_run(out) else "is not empty"
-        raise CLIError(f"{out} already exists and {what}; pass --resume to continue it or --force to start over")
 
 
 def _check_resume_flags(args, config: dict, recipe: dict) -> None:
@@ -166,7 +159,8 @@ class _Training:
     history: Any = None  # the resumed run's, then fit's
 
 
-def _plan(args) -> _Plan:
+def _plan(args, held: ExitStack) -> _Plan:
+    """Also takes the run folder's lock (rank 0; into ``held``, released when the run ends) before reading it."""
     world = _init_distributed(args)
     rank0 = world is None or world.rank == 0
     quiet = args.quiet or not rank0
@@ -177,15 +171,20 @@ def _plan(args) -> _Plan:
     if dataset_name not in runs.DATASETS:
         raise CLIError(f"unknown dataset {dataset_name!r}; known datasets: {', '.join(runs.DATASETS)}")
     out = Path(args.out or f"runs/{model_name}-{dataset_name}")
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a folder")
+    if args.resume and not out.is_dir():
+        runs.read_config(out)  # its message, and no folder made for the lock
+    if rank0:
+        held.enter_context(run_folder.lock(out))
     checkpoint = out / runs.CHECKPOINT
     resuming = args.resume and (checkpoint / "state.json").is_file()
-
     config = None
     if args.resume:
         config = runs.read_config(out)
         _check_resume_flags(args, config, config["recipe"])
     else:
-        _check_folder(out, args)
+        run_folder.check_new(out, args.force)
     return _Plan(
         args=args, world=world, rank0=rank0, quiet=quiet, say=say, out=out, checkpoint=checkpoint, resuming=resuming,
         config=config,
@@ -275,12 +274,12 @@ def _restore(plan: _Plan, data: _Data, training: _Training) -> None:
 
 
 def _open_run_folder(plan: _Plan) -> None:
-    """Rank 0 writes config.json (with --force, into an emptied folder) once every rank has checked the folder."""
+    """Rank 0 writes the marker and config.json (with --force, into a folder emptied of the previous run's files) once
+    every rank has checked the folder."""
     if plan.world is not None:
         plan.world.barrier("Barrier before rank 0 writes the run folder")  # every rank has read and checked it
     if plan.rank0:
-        if plan.args.force:
-            runs.clear_run(plan.out)
+        run_folder.open_new(plan.out, plan.args.force)
         if not figures.available():
             print("numcnn train: warning: matplotlib is not installed, curves.png will not be drawn "
                   "(pip install 'numcnn[cli]')", file=sys.stderr)
@@ -380,13 +379,14 @@ def _finish(plan: _Plan, data: _Data, training: _Training) -> int:
 
 
 def run(args) -> int:
-    plan = _plan(args)  # flags checked, run folder checked, a resumed run's config read
-    data = _prepare_data(plan)  # dataset split, config completed
-    training = _build_training(plan, data)  # model, loss, loaders, optimizer, scheduler
-    _restore(plan, data, training)  # --resume: the checkpoint's state
-    _open_run_folder(plan)  # config.json written
-    _announce(plan, data, training)
-    stopped = _fit(plan, data, training)
-    if stopped is not None:
-        return stopped
-    return _finish(plan, data, training)  # weights saved, tested once, metrics written
+    with ExitStack() as held:  # the run folder's lock, until the run ends
+        plan = _plan(args, held)  # flags checked, run folder locked and checked, a resumed run's config read
+        data = _prepare_data(plan)  # dataset split, config completed
+        training = _build_training(plan, data)  # model, loss, loaders, optimizer, scheduler
+        _restore(plan, data, training)  # --resume: the checkpoint's state
+        _open_run_folder(plan)  # marker and config.json written
+        _announce(plan, data, training)
+        stopped = _fit(plan, data, training)
+        if stopped is not None:
+            return stopped
+        return _finish(plan, data, training)  # weights saved, tested once, metrics written

@@ -20,8 +20,10 @@ def _recipes_epilog() -> str:
         lines.append(f"  {name:<10} {r['optimizer']} lr {r['lr']:g}{kw}, {sched}, batch {r['batch_size']}, "
                      f"{r['epochs']} epochs, weight decay {r['weight_decay']:g}, "
                      f"{'augment' if r['augment'] else 'no augment'}, loss {r['loss']}")
-    lines += ["", "The run folder (--out) receives config.json, model.safetensors, checkpoint/, metrics.csv,",
-              "metrics.json and curves.png. The last line printed is 'test accuracy: 0.XXXX'.",
+    lines += ["", "The run folder (--out) receives .numcnn-run (the marker: a numcnn run), config.json,",
+              "model.safetensors, checkpoint/, metrics.csv, metrics.json and curves.png. While it trains, a lock",
+              "(.numcnn-lock) refuses a second 'numcnn train' into the same folder. The last line printed is",
+              "'test accuracy: 0.XXXX'.",
               "",
               "environment: NUMCNN_KERNELS=numpy|numba picks the kernels (default: numba, compiled, when installed;",
               "a resumed run keeps the kernels it started with), NUMCNN_MEMORY_BUDGET_MB the largest scratch array",
@@ -74,7 +76,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     group.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint, up to --epochs in total")
     group.add_argument("--force", action="store_true",
-                       help="start over in an existing run folder (its run files are deleted)")
+                       help="start over in an existing run folder: deletes the files numcnn wrote there (config, "
+                            "weights, checkpoint, metrics, figures); refuses, deleting nothing, when the folder holds "
+                            "any other file or is not a numcnn run folder")
     p.add_argument("--quiet", action="store_true", help="print only the final 'test accuracy' line")
     _add_execution_options(p)
     return p
