@@ -14,6 +14,25 @@ SCHEDULERS = ("onecycle", "step", "cosine", "none")
 FIXED_LENGTH = ("onecycle", "cosine")
 
 
+def cannot_extend(scheduler: str, planned: int, asked: int) -> str:
+    """The refusal of ``--resume --epochs N`` past the planned length of a fixed-length schedule, with the ways out."""
+    return (f"the run's {scheduler} schedule was planned for {planned} epochs: runs with the {scheduler} schedule "
+            "cannot be extended past their planned epochs (its learning rate curve is fitted to them); resume "
+            f"without --epochs to finish this one, and to train {asked} epochs start a new run with --epochs {asked}, "
+            "or train with --scheduler step or --scheduler none, whose runs --resume --epochs N can extend")
+
+
+def too_few_epochs(trained: int, asked: int, scheduler: str | None, planned: int) -> str:
+    """The refusal of ``--resume --epochs N`` below the epochs the run has already trained."""
+    msg = (f"the run has already trained {trained} epochs, more than --epochs {asked} (--epochs is the run's total, "
+           "not the epochs to add)")
+    if scheduler not in FIXED_LENGTH:
+        return msg + f"; --epochs {trained + asked} trains {asked} more"
+    if planned > trained:
+        return msg + f"; resume without --epochs to finish its planned {planned}"
+    return msg + f"; its {scheduler} schedule has finished its planned {planned} epochs and cannot be extended"
+
+
 def resolve_recipe(base: dict, args) -> dict:
     """The model's recipe with the explicit flags applied."""
     r = {**base, "optimizer_kwargs": dict(base.get("optimizer_kwargs") or {})}

@@ -7,6 +7,12 @@ from ..utils import summary
 from .argtypes import add_model_options, positive_int
 from .errors import CLIError
 
+# Bounds checked before the model or the dummy input is made: the model's weights grow with --in-channels and
+# --num-classes, and the one forward summary runs (activations, im2col buffers) with in_channels x size x size.
+# At the limits the forward stays under about 1 GB and a few seconds.
+LIMITS = {"in_channels": 4096, "num_classes": 10_000, "size": 1024}
+MAX_INPUT = 4 * 1024 * 1024  # in_channels * size * size: 4,194,304 values (e.g. 4 x 1024 x 1024, 4096 x 32 x 32)
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -16,13 +22,29 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default="convnet", metavar="NAME",
                    help=f"one of: {', '.join(models.names())} (default: convnet)")
     add_model_options(p)
-    p.add_argument("--in-channels", type=positive_int, default=1, metavar="C", help="input channels (default: 1)")
-    p.add_argument("--num-classes", type=positive_int, default=10, metavar="K", help="classes (default: 10)")
-    p.add_argument("--size", type=positive_int, default=28, metavar="S", help="input height and width (default: 28)")
+    p.add_argument("--in-channels", type=positive_int, default=1, metavar="C",
+                   help=f"input channels, 1..{LIMITS['in_channels']} (default: 1)")
+    p.add_argument("--num-classes", type=positive_int, default=10, metavar="K",
+                   help=f"classes, 1..{LIMITS['num_classes']} (default: 10)")
+    p.add_argument("--size", type=positive_int, default=28, metavar="S",
+                   help=f"input height and width, 1..{LIMITS['size']} (default: 28); C x S x S at most {MAX_INPUT:,}")
     p.set_defaults(run=run)
 
 
+def check_bounds(args) -> None:
+    """Refuse sizes the summary cannot afford, before anything is allocated."""
+    for key, limit in LIMITS.items():
+        value = getattr(args, key)
+        if not 1 <= value <= limit:
+            raise CLIError(f"--{key.replace('_', '-')} {value} is out of range: allowed 1..{limit}")
+    n = args.in_channels * args.size * args.size
+    if n > MAX_INPUT:
+        raise CLIError(f"--in-channels {args.in_channels} x --size {args.size} x {args.size} = {n:,} input values, "
+                       f"more than the {MAX_INPUT:,} allowed (lower --size or --in-channels)")
+
+
 def run(args) -> int:
+    check_bounds(args)
     options = dict(args.model_options or [])
     try:
         model = models.get(args.model, in_channels=args.in_channels, num_classes=args.num_classes, **options)

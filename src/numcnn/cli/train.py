@@ -27,7 +27,9 @@ from .recipe import (
     FIXED_LENGTH,
     build_optimizer,
     build_scheduler,
+    cannot_extend,
     resolve_recipe,
+    too_few_epochs,
     train_transform,
 )
 
@@ -211,8 +213,7 @@ def _prepare_data(plan: _Plan) -> _Data:
     epochs = args.epochs if args.epochs is not None else r["epochs"]
     if epochs > r["epochs"]:
         if plan.resuming and r["scheduler"] in FIXED_LENGTH:
-            raise CLIError(f"the run's {r['scheduler']} schedule was planned for {r['epochs']} epochs; --resume can "
-                           f"finish it but not stretch it to {epochs} (start a new run with --epochs {epochs})")
+            raise CLIError(cannot_extend(r["scheduler"], r["epochs"], epochs))
         r["epochs"] = epochs  # the config says how long the run became
 
     batch, sampler = r["batch_size"], None
@@ -265,8 +266,8 @@ def _restore(plan: _Plan, data: _Data, training: _Training) -> None:
         except (FileNotFoundError, ValueError) as e:
             raise CLIError(f"cannot resume from {checkpoint}: {e}") from None
         if len(training.history) > data.epochs:
-            raise CLIError(f"the run has already trained {len(training.history)} epochs, more than --epochs "
-                           f"{data.epochs}")
+            r = plan.config["recipe"]
+            raise CLIError(too_few_epochs(len(training.history), data.epochs, r["scheduler"], r["epochs"]))
     elif plan.args.resume:
         plan.say(f"{checkpoint}: no checkpoint yet, starting the run from its first epoch")
     if config.get("autotune"):  # after resume, whose checkpoint holds the choices made so far
