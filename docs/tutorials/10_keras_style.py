@@ -3,11 +3,14 @@
 Shows a small CNN written as a list of layers (the network of the Keras tutorial), its summary, training
 with numcnn.training.fit on Fashion-MNIST with a held-out validation split, the History plotted, then
 evaluate() on the test set, predict() for class probabilities (its accuracy equals evaluate()'s), and a
-save / load round trip that predicts the same. If the MNIST subset that comes with the project is present
-(../shared/data/mnist-subset from the repository root, or --mnist-root), the same recipe runs on digits too.
+save / load round trip that predicts the same. Then the same recipe runs on the MNIST digits if numcnn's
+MNIST finds them: in --mnist-root, in $NUMCNN_DATA or in the user cache ~/.cache/numcnn/mnist, where
+--download-mnist (or `numcnn train --dataset mnist --download`) puts the four files, 11 MB, MD5-checked. Without
+them the digits part is skipped, and the output says how to get them.
 
     python docs/tutorials/10_keras_style.py --out figures       # 5 epochs on 54,000 images (about a minute)
     python docs/tutorials/10_keras_style.py --ci --out figures  # 2 epochs on 2,700 images, 3,000 test images
+    python docs/tutorials/10_keras_style.py --download-mnist    # fetch MNIST first if it is not found
 """
 
 from __future__ import annotations
@@ -21,11 +24,10 @@ import numcnn as nc
 import numcnn.nn as nn
 from numcnn import models
 from numcnn.data import MNIST, Compose, DataLoader, FashionMNIST, Normalize, Subset, ToTensor, random_split
+from numcnn.data.datasets import user_cache_dir
 from numcnn.training import evaluate, fit, predict
 from numcnn.utils import summary
 from numcnn.utils.visualize import pyplot as _pyplot
-
-MNIST_SUBSET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist-subset"
 
 
 def build(channels: int = 10, hidden: int = 100, dropout: float = 0.5) -> nn.Sequential:
@@ -54,7 +56,8 @@ def run(name: str, train_full, test, tf, limit: int | None, epochs: int, out_dir
     the first ``limit`` training and test images.
     """
     if limit is not None:
-        train_full, test = Subset(train_full, np.arange(limit)), Subset(test, np.arange(min(limit, len(test))))
+        train_full = Subset(train_full, np.arange(min(limit, len(train_full))))
+        test = Subset(test, np.arange(min(limit, len(test))))
     train, val = random_split(train_full, [0.9, 0.1], seed=0)  # Keras's validation_split=0.1
     train_loader = DataLoader(train, batch_size=100, shuffle=True, seed=0)
     val_loader, test_loader = DataLoader(val, batch_size=500), DataLoader(test, batch_size=500)
@@ -98,8 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
                    help="the first 3,000 training and test images, 2 epochs, for the test suite")
     p.add_argument("--out", default="figures", help="folder for the figures (default: ./figures)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 5, or 2 with --ci)")
-    p.add_argument("--mnist-root", default=str(MNIST_SUBSET),
-                   help="folder with MNIST IDX files for the last part (default: the project's MNIST subset)")
+    p.add_argument("--mnist-root", default=None,
+                   help="folder with the MNIST IDX files for the last part (default: $NUMCNN_DATA, then the user "
+                        "cache ~/.cache/numcnn/mnist)")
+    p.add_argument("--download-mnist", action="store_true",
+                   help="download MNIST (11 MB, into --mnist-root, else the user cache) if it is not found")
     args = p.parse_args(argv)
     out_dir = Path(args.out)
     epochs = args.epochs or (2 if args.ci else 5)
@@ -123,20 +129,36 @@ def main(argv: list[str] | None = None) -> dict:
     results["fashion"]["train_loss"] = fashion["history"]["train_loss"]
     results["fashion"]["val_accuracy"] = fashion["history"]["val_accuracy"]
 
-    mnist_root = Path(args.mnist_root)
-    results["mnist"] = None
-    if (mnist_root / "train-images-idx3-ubyte.gz").exists() or (mnist_root / "train-images-idx3-ubyte").exists():
-        tf_digits = Compose([ToTensor(), Normalize((0.1307,), (0.3081,))])
-        train_digits = MNIST(mnist_root, train=True, transform=tf_digits)
-        test_digits = MNIST(mnist_root, train=False, transform=tf_digits)
-        print(f"\n4. The same recipe on MNIST digits ({mnist_root})")
-        digits = run("mnist", train_digits, test_digits, tf_digits, limit, epochs, out_dir,
-                     [str(d) for d in range(10)])
-        results["mnist"] = {k: v for k, v in digits.items() if k != "history"}
-    else:
-        print(f"\n4. (no MNIST files in {mnist_root}: the digits part is skipped)")
+    results["mnist"] = digits(args.mnist_root, args.download_mnist, limit, epochs, out_dir)
     results["figures"] = save_figures(out_dir, fashion["history"])
     return results
+
+
+def load_mnist(root: str | None, download: bool, tf):
+    """``(train, test)`` MNIST datasets from wherever numcnn's MNIST finds them (or downloads them), else None."""
+    try:
+        return MNIST(root, train=True, transform=tf, download=download), MNIST(root, train=False, transform=tf)
+    except (FileNotFoundError, RuntimeError) as e:  # not found, or the download failed: e lists where and why
+        if download:
+            print("\n4. (MNIST could not be downloaded, so the digits part is skipped)")
+            print("\n".join("   " + line for line in str(e).splitlines()))
+        else:
+            where = f"--mnist-root {root}, " if root is not None else ""
+            print(f"\n4. (MNIST not found in {where}$NUMCNN_DATA or {user_cache_dir() / 'mnist'}, so the digits part "
+                  f"is skipped; run with --download-mnist to fetch it, 11 MB)")
+        return None
+
+
+def digits(root: str | None, download: bool, limit: int | None, epochs: int, out_dir: Path) -> dict | None:
+    """Part 4: the same recipe on the MNIST digits, with MNIST's own normalisation; None without the files."""
+    tf_digits = Compose([ToTensor(), Normalize((0.1307,), (0.3081,))])
+    found = load_mnist(root, download, tf_digits)
+    if found is None:
+        return None
+    train_digits, test_digits = found
+    print(f"\n4. The same recipe on MNIST digits ({train_digits.folder})")
+    result = run("mnist", train_digits, test_digits, tf_digits, limit, epochs, out_dir, [str(d) for d in range(10)])
+    return {k: v for k, v in result.items() if k != "history"}
 
 
 def save_figures(out_dir: Path, history) -> list[str]:

@@ -54,3 +54,17 @@ def test_too_few_epochs_on_fixed_length_schedules():
     assert "cosine schedule has finished its planned 5 epochs and cannot be extended" in finished
     assert "trains" not in finished
     assert "--epochs 5 trains 2 more" in recipe.too_few_epochs(3, 2, None, 3)
+
+
+def test_constant_images_are_refused_in_one_line_before_training(cli, tmp_path):
+    import numpy as np
+
+    from numcnn.data.idx import write_idx
+
+    for prefix, n in (("train", 60), ("t10k", 20)):
+        write_idx(tmp_path / "data" / f"{prefix}-images-idx3-ubyte.gz", np.full((n, 28, 28), 7, np.uint8))
+        write_idx(tmp_path / "data" / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+    r = cli("train", "--data-dir", tmp_path / "data", "--limit", 40, "--epochs", 1, "--out", tmp_path / "run")
+    assert r.rc == 2 and "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1
+    assert "std 0" in r.err and "constant" in r.err
+    assert not (tmp_path / "run" / "config.json").exists()

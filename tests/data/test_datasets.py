@@ -115,6 +115,44 @@ def test_bad_content_refused(tmp_path, make_idx):
         MNIST(root=folder)
 
 
+def write_split(make_idx, folder: Path, prefix: str, images, labels, gz: bool = True) -> Path:
+    """Write one split's two IDX files (gzipped or not) into ``folder``; return the images file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+        data = make_idx(array)
+        path = folder / f"{prefix}-{kind}-ubyte{'.gz' if gz else ''}"
+        path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
+    return folder / f"{prefix}-images-idx3-ubyte{'.gz' if gz else ''}"
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("gz", [True, False])
+def test_file_with_zero_images_refused_naming_it(tmp_path, make_idx, train, gz):
+    """An images file whose header says 0 images (and 0 labels) is refused on loading, in one line naming it."""
+    folder = tmp_path / "d"
+    prefix, other = ("train", "t10k") if train else ("t10k", "train")
+    empty = write_split(make_idx, folder, prefix, np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8), gz)
+    write_split(make_idx, folder, other, np.zeros((3, 28, 28), np.uint8), np.arange(3, dtype=np.uint8), gz)
+    for cls in (MNIST, FashionMNIST):
+        with pytest.raises(ValueError) as err:
+            cls(root=folder, train=train)
+        msg = str(err.value)
+        assert msg == f"{empty}: the file holds 0 images (its IDX header says shape (0, 28, 28)); there is " \
+                      "nothing to train or test on"
+        assert len(cls(root=folder, train=not train)) == 3  # the other split still loads
+
+
+def test_zero_images_with_labels_is_a_count_mismatch_naming_both_files(tmp_path, make_idx):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "t10k-images-idx3-ubyte").write_bytes(make_idx(np.zeros((5, 28, 28), np.uint8)))
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(make_idx(np.zeros(0, np.uint8)))
+    with pytest.raises(ValueError) as err:
+        MNIST(root=folder, train=False)
+    assert str(err.value) == (f"{folder / 't10k-labels-idx1-ubyte'}: 0 labels for 5 images in "
+                              f"{folder / 't10k-images-idx3-ubyte'}")
+
+
 def test_getitem_and_transforms(tmp_path, write_fake):
     arrays = write_fake(tmp_path, seed=12)
     ds = MNIST(root=tmp_path, transform=ToTensor(), target_transform=lambda y: y + 100)
@@ -236,7 +274,6 @@ def test_download_into_root_when_given(tmp_path, served):
 # -- real data --------------------------------------------------------------------------------------
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-MNIST_SUBSET = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist-subset"
 
 
 def idx_md5(array):
@@ -273,14 +310,28 @@ def test_real_fashion_mnist_test_found_in_system_folder(monkeypatch):
     assert idx_md5(ds.targets) == "15d484375f8d13e6eb1aabb0c3f46965"
 
 
-@pytest.mark.parametrize("train, n", [(True, 8000), (False, 2000)])
-def test_mnist_subset(train, n):
-    if not MNIST_SUBSET.is_dir():
-        pytest.skip("../shared/data/mnist-subset not present")
-    ds = MNIST(root=MNIST_SUBSET, train=train)
-    assert ds.data.shape == (n, 28, 28) and ds.targets.shape == (n,)
+# -- MNIST on files written here -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("train, n", [(True, 80), (False, 20)])
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_idx_files_written_here(tmp_path, monkeypatch, make_idx, train, n, gz):
+    """MNIST's code path on small IDX files this test writes (MNIST itself is a download away, not in the repo):
+    found through $NUMCNN_DATA/mnist, every byte of the payloads kept, every class present."""
+    rng = np.random.default_rng(n)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
     prefix = "train" if train else "t10k"
-    raw_images = gzip.decompress((MNIST_SUBSET / f"{prefix}-images-idx3-ubyte.gz").read_bytes())
-    raw_labels = gzip.decompress((MNIST_SUBSET / f"{prefix}-labels-idx1-ubyte.gz").read_bytes())
+    folder = tmp_path / "data" / "mnist"
+    image_file = write_split(make_idx, folder, prefix, images, labels, gz)
+    monkeypatch.setenv("NUMCNN_DATA", str(tmp_path / "data"))
+    ds = MNIST(train=train)
+    assert ds.folder == folder and len(ds) == n
+    assert ds.data.shape == (n, 28, 28) and ds.targets.shape == (n,)
+    raw_images = image_file.read_bytes()
+    raw_labels = (folder / image_file.name.replace("images-idx3", "labels-idx1")).read_bytes()
+    if gz:
+        raw_images, raw_labels = gzip.decompress(raw_images), gzip.decompress(raw_labels)
     assert ds.data.tobytes() == raw_images[16:] and ds.targets.astype(np.uint8).tobytes() == raw_labels[8:]
     assert set(np.unique(ds.targets)) == set(range(10))
+    assert [ds[i][1] for i in range(n)] == labels.tolist()

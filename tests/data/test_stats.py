@@ -35,3 +35,42 @@ def test_per_channel_over_a_subset():
 def test_empty_dataset_is_refused():
     with pytest.raises(ValueError, match="no images"):
         channel_stats(TensorDataset(np.zeros((0, 4, 4), dtype=np.uint8)))
+
+
+@pytest.mark.parametrize("value", [0, 255, 37])
+def test_constant_images_are_refused_naming_the_channel(value):
+    """std 0 would make Normalize divide by zero (inf / NaN training): a one-line ValueError instead."""
+    x = np.full((25, 6, 6), value, dtype=np.uint8)
+    with pytest.raises(ValueError) as err:
+        channel_stats(TensorDataset(x, np.zeros(25, dtype=np.int64)), batch_size=7)
+    msg = str(err.value)
+    assert msg.startswith("channel_stats: channel 0 has std 0: the images are constant")
+    assert f"every pixel of the channel is {value / 255:g}" in msg and "\n" not in msg
+
+
+def test_one_constant_channel_among_varying_ones_is_named():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((10, 3, 4, 4)).astype(np.float32)
+    x[:, 1] = -0.5
+    with pytest.raises(ValueError, match=r"channel 1 has std 0: .*\(constant channels: 1\)$"):
+        channel_stats(TensorDataset(x))
+    x[:, 2] = 2.0
+    with pytest.raises(ValueError, match=r"channel 1 has std 0: .*\(constant channels: 1, 2\)$"):
+        channel_stats(TensorDataset(x))
+
+
+def test_images_that_differ_in_one_pixel_are_accepted():
+    x = np.zeros((4, 5, 5), dtype=np.uint8)
+    x[3, 2, 2] = 1
+    mean, std = channel_stats(TensorDataset(x))
+    assert std[0] > 0 and mean[0] == pytest.approx(1 / 255 / 100)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_pixels_are_refused_naming_the_channel(bad):
+    x = np.ones((6, 2, 3, 3), dtype=np.float32)
+    x[:, 0] = np.arange(9, dtype=np.float32).reshape(3, 3)
+    x[4, 1, 0, 0] = bad
+    with pytest.raises(ValueError, match=r"^channel_stats: channel 1 has mean .* the images hold NaN or infinite "
+                                         r"pixels \(channels not finite: 1\)$"):
+        channel_stats(TensorDataset(x), batch_size=4)

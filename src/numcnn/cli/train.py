@@ -206,7 +206,10 @@ def _prepare_data(plan: _Plan) -> _Data:
     if plan.config is None:
         image_shape = (1, *train_file.data.shape[1:]) if train_file.data.ndim == 3 else train_file.data.shape[1:]
         plan.config = _new_config(args, train_file.classes, image_shape, len(train_set), len(val_set))
-        mean, std = channel_stats(train_set)
+        try:
+            mean, std = channel_stats(train_set)
+        except ValueError as e:  # constant or non-finite images: nothing to normalise by
+            raise CLIError(str(e)) from None
         plan.config["normalization"] = {"mean": list(mean), "std": list(std)}
     config = plan.config
     r = config["recipe"]

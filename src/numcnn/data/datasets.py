@@ -166,6 +166,9 @@ class _IdxImageDataset(ArrayDataset):
             raise ValueError(
                 f"{image_path}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {images.shape}"
             )
+        if images.shape[0] == 0:
+            raise ValueError(f"{image_path}: the file holds 0 images (its IDX header says shape {images.shape}); "
+                             f"there is nothing to train or test on")
         if labels.dtype != np.uint8 or labels.ndim != 1:
             raise ValueError(f"{label_path}: expected uint8 labels of shape (N,), got {labels.dtype} {labels.shape}")
         if labels.shape[0] != images.shape[0]:
