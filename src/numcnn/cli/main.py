@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
+import re
 import sys
 
 from .. import __version__
+from .argtypes import typed_model_options
 from .errors import CLIError
 
 DESCRIPTION = """\
@@ -23,10 +27,43 @@ Run 'numcnn COMMAND --help' for the options of a command."""
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr (exit status 2), pointing at --help."""
+    """An ArgumentParser whose errors are one line on stderr (exit status 2), pointing at --help, with a "did you
+    mean" for a mistyped choice. It takes no abbreviation of a long option (``--epoch`` is not ``--epochs``): nor
+    do the subcommands' parsers, which ``add_subparsers`` makes of the same class."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"{self.prog}: error: {message}{_choice_hint(self, message)} (see '{self.prog} --help')\n")
+
+
+def _choice_hint(parser: argparse.ArgumentParser, message: str) -> str:
+    """"; did you mean 'train'?" for argparse's "invalid choice: 'trian'" (a command or an option's choice)."""
+    m = re.search(r"invalid choice: '?([^'\s,]+)", message)
+    if not m or "did you mean" in message or "maybe you meant" in message:
+        return ""
+    choices = [str(c) for a in parser._actions if a.choices for c in a.choices]
+    close = difflib.get_close_matches(m.group(1), choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _refuse_extras(parser: Parser, args: argparse.Namespace, extras: list[str]) -> None:
+    """Exit 2 for words no parser took, said by the command's parser (so the hint is 'numcnn COMMAND --help'),
+    with "did you mean --epochs?" for the closest option of the command."""
+    target = parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            target = action.choices[getattr(args, action.dest)]
+    options = [s for a in target._actions for s in a.option_strings]
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    for word in extras:
+        close = difflib.get_close_matches(word.split("=")[0], options, n=1) if word.startswith("-") else []
+        if close:
+            message += f"; did you mean {close[0]}?"
+            break
+    target.error(message)
 
 
 # -- the parser ------------------------------------------------------------------------------------------------
@@ -45,10 +82,36 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and return the exit status:
-    0 success, 1 training diverged, 2 a usage error (one line on stderr), 130 interrupted."""
+    0 success, 1 training diverged, 2 a usage error (one line on stderr), 130 interrupted.
+
+    A reader that closes stdout early (``numcnn summary --model resnet | head -3``) ends the command quietly with
+    status 0: what is left to print is dropped, without a BrokenPipeError traceback. 0 and not 1 (nor SIGPIPE's
+    141), as the reader took all it wanted: ``set -o pipefail`` scripts do not fail on it."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a broken pipe shows here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return 0
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit writes nowhere instead of failing again
+    (Python's documented recipe for SIGPIPE; see the signal module's notes)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (e.g. captured in tests)
+        pass
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            _refuse_extras(parser, args, extras)
     except SystemExit as e:  # --help, --version, or a usage error already printed
         return e.code if isinstance(e.code, int) else 2
     args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
@@ -56,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _type_model_options(args)
         return _end_job(args.run(args))
     except CLIError as e:
         print(f"numcnn {args.command}: error: {_rank_prefix()}{e}", file=sys.stderr)
@@ -63,6 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"numcnn {args.command}: interrupted", file=sys.stderr)
         return _end_job(130)
+
+
+def _type_model_options(args: argparse.Namespace) -> None:
+    """Read the ``-o KEY=VALUE`` values with the types of the model's options (CLIError when they do not fit).
+    A resumed run without --model keeps the values read as JSON: train compares them with the run's own."""
+    if getattr(args, "model_options", None) is None:
+        return
+    model = args.model or (None if getattr(args, "resume", False) else "convnet")
+    args.model_options = list(typed_model_options(model, args.model_options).items())
 
 
 def _rank_prefix() -> str:

@@ -113,6 +113,17 @@ def options(name: str) -> dict:
     return dict(_entry(name).options)
 
 
+def option_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """Model ``name``'s options as the builder's signature gives them (annotations evaluated when they can be):
+    what the command line reads ``-o KEY=VALUE`` with."""
+    builder = _entry(name).builder
+    try:
+        params = inspect.signature(builder, eval_str=True).parameters
+    except (NameError, TypeError, SyntaxError):  # an annotation that does not evaluate: keep it as a string
+        params = inspect.signature(builder).parameters
+    return {k: p for k, p in params.items() if k in _entry(name).options}
+
+
 def describe(name: str) -> str:
     """A one-line description of model ``name``."""
     return _entry(name).summary
