@@ -244,3 +244,41 @@ def test_imported_model_works_with_evaluate_and_predict(tmp_path):
     got, want = evaluate(net, batches), evaluate(model, batches)
     assert got.accuracy == want.accuracy and abs(got.loss - want.loss) <= 1e-5 * abs(want.loss)
     np.testing.assert_array_equal(got.confusion, want.confusion)
+
+
+@pytest.mark.parametrize("mean,std", [(0.2860, 0.3530), ([0.1, 0.2, 0.3], [0.5, 0.25, 2.0])])
+@pytest.mark.parametrize("dynamic_batch", [True, False])
+def test_normalize_writes_the_input_normalization_into_the_graph(mean, std, dynamic_batch, ox):
+    numcnn.manual_seed(0)
+    channels = len(np.atleast_1d(mean))
+    model = nn.Sequential(nn.Conv2d(channels, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    pixels = np.random.default_rng(0).random((3, channels, 8, 8)).astype(np.float32)
+    proto = numcnn.onnx.to_onnx(model, pixels[:1] if dynamic_batch else pixels, normalize=(mean, std),
+                                dynamic_batch=dynamic_batch, metadata={"numcnn.input": "overridden"})
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta[numcnn.onnx.INPUT_KEY] == numcnn.onnx.INPUT_PIXELS == "pixels"
+    assert __import__("json").loads(meta[numcnn.onnx.NORMALIZATION_KEY]) == {
+        "mean": np.atleast_1d(mean).tolist(), "std": np.atleast_1d(std).tolist()}
+    assert [n.op_type for n in proto.graph.node[:2]] == ["Sub", "Div"]
+    assert "pixels in [0, 1]" in proto.graph.input[0].doc_string
+    m, s = (np.asarray(v, np.float32).reshape(-1, 1, 1) for v in (mean, std))
+    want = reference(model, (pixels - m) / s)
+    (got,) = ox.ort_run(proto.SerializeToString(), {"input": pixels})
+    ox.assert_rel_close(got, want, what="onnxruntime, pixels in")
+    ox.assert_rel_close(numcnn.onnx.load(proto.SerializeToString())(pixels).numpy(), want, what="numcnn.onnx.load")
+    bare = numcnn.onnx.to_onnx(model, pixels[:1])  # without normalize: the bare network, no input metadata
+    assert numcnn.onnx.INPUT_KEY not in {p.key for p in bare.metadata_props}
+    ox.assert_rel_close(ox.ort_run(bare.SerializeToString(), {"input": (pixels - m) / s})[0], want, what="bare")
+
+
+@pytest.mark.parametrize("normalize,error,match", [
+    (([0.1, 0.2], [1.0, 1.0]), ValueError, r"normalize mean must be 1 or 3 finite values"),
+    ((0.5, 0.0), ValueError, "std must be non-zero"),
+    ((0.5, float("nan")), ValueError, "normalize std must be 1 or 3 finite values"),
+    ((0.5,), TypeError, r"normalize must be \(mean, std\)"),
+])
+def test_normalize_is_checked(normalize, error, match, tmp_path):
+    model = nn.Conv2d(3, 2, 1)
+    with pytest.raises(error, match=match):
+        numcnn.onnx.export(model, np.zeros((1, 3, 4, 4), np.float32), tmp_path / "m.onnx", normalize=normalize)
+    assert not (tmp_path / "m.onnx").exists()

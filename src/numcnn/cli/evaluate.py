@@ -7,6 +7,7 @@ from pathlib import Path
 from ..training import evaluate
 from ..training.losses import get_loss
 from . import figures, runs
+from .errors import CLIError
 
 
 def add_parser(sub) -> None:
@@ -16,7 +17,8 @@ def add_parser(sub) -> None:
                     "confusion.png. The last line printed is '<split> accuracy: 0.XXXX'.")
     p.add_argument("run_path", metavar="RUN_OR_CHECKPOINT",
                    help="a run folder (its model.safetensors, else its checkpoint/), a checkpoint folder, a run's "
-                        ".safetensors file, or an .onnx file from 'numcnn export'")
+                        ".safetensors file, or an .onnx file from 'numcnn export' (fed pixels in [0, 1] or normalised "
+                        "images, as its metadata says)")
     p.add_argument("--split", choices=("test", "val", "train"), default="test",
                    help="test: the test file (default); val: the images training held out; train: the images it "
                         "trained on")
@@ -33,9 +35,18 @@ def run(args) -> int:
     loaded = runs.load_trained(args.run_path)
     config = loaded.config
     classes = config["dataset"]["classes"]
+    try:
+        loss = get_loss(config["recipe"]["loss"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise CLIError(f"{loaded.source}: the run config's recipe has no usable loss ({e})") from None
+    runs.probe(loaded)  # a model that cannot run, or gives a score per class for other classes: refused here
     dataset = runs.eval_split(config, args.split, args.data_dir, args.download)
-    res = evaluate(loaded.model, runs.eval_loader(dataset, config), get_loss(config["recipe"]["loss"]),
-                   num_classes=len(classes))
+    labels = len(runs.DATASETS[config["dataset"]["name"]].classes)
+    if labels != len(classes):
+        raise CLIError(f"{loaded.source}: its run config names {len(classes)} classes, but the labels of "
+                       f"{config['dataset']['name']} are {labels} classes: the accuracy would be meaningless")
+    res = runs.run_model(loaded, evaluate, loaded.model, runs.eval_loader(dataset, config, loaded.pixels), loss,
+                         len(classes))
     epoch = f", checkpoint of epoch {loaded.epoch}" if loaded.epoch is not None else ""
     print(f"model: {config['model']['name']} from {loaded.source}{epoch}")
     print(f"data: {config['dataset']['name']}, {args.split} split, {res.n:,} images")

@@ -19,7 +19,9 @@ def add_parser(sub) -> None:
         "predict", help="top-3 classes of a trained model for image files",
         description="Classify PNG/JPEG images with a trained run. Each image is converted to gray, resized to the "
                     "dataset's size (28x28) and inverted when it is dark-on-light (a bright border), as the datasets "
-                    "are light-on-dark; then normalised as in training.")
+                    "are light-on-dark; then normalised as in training (an .onnx file whose metadata says it takes "
+                    "pixels gets them in [0, 1], its graph normalises). The model must give one score per class "
+                    "name of its run config, else predict refuses rather than print scores under wrong names.")
     p.add_argument("run_path", metavar="RUN",
                    help="a run folder, a checkpoint folder, a run's .safetensors file or an .onnx file from "
                         "'numcnn export'")
@@ -46,9 +48,12 @@ def run(args) -> int:
             raise CLIError(str(e)) from None
         images.append(image)
         notes.append(" (inverted: dark on a light background)" if inverted else "")
-    norm = config["normalization"]
-    batch = Normalize(norm["mean"], norm["std"])(ToTensor()(np.stack(images)[:, None]))
-    probs = predict(loaded.model, batch)
+    batch = ToTensor()(np.stack(images)[:, None])
+    if not loaded.pixels:  # an ONNX file with the normalization in its graph takes the pixels themselves
+        norm = config["normalization"]
+        batch = Normalize(norm["mean"], norm["std"])(batch)
+    runs.probe(loaded, batch)  # one score per class name, or no scores printed at all
+    probs = runs.run_model(loaded, predict, loaded.model, batch)
     k = min(args.top, len(classes))
     width = max(len(c) for c in classes)
     for path, note, p in zip(args.images, notes, probs):

@@ -14,6 +14,7 @@ A run folder holds::
     metrics.json       the same records, plus the test result
     curves.png         loss and accuracy per epoch, train vs validation
     confusion.png      written by ``numcnn evaluate``
+    model.onnx         written by ``numcnn export RUN`` (its default output)
     .numcnn-lock       while ``numcnn train`` runs in the folder: the lock keeping a second one out (cli/run_folder.py)
 
 Every file goes through :func:`numcnn.serialization.atomic_write`. Folders written before the marker existed are
@@ -32,6 +33,7 @@ import numpy as np
 
 from .. import models
 from .._version import __version__
+from ..autograd import Tensor, no_grad
 from ..data import MNIST, DataLoader, FashionMNIST, Normalize, random_split
 from ..serialization import atomic_write, load
 from ..training import Callback
@@ -42,6 +44,7 @@ FORMAT = "numcnn-run/1"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint"
+ONNX_FILE = "model.onnx"
 #: Key of the ONNX metadata_props entry holding the run's config.json (written by ``numcnn export``), so the file
 #: alone is enough for ``numcnn predict`` / ``numcnn evaluate`` (class names, normalization).
 CONFIG_KEY = "numcnn.config"
@@ -50,7 +53,7 @@ LOCK = ".numcnn-lock"
 #: The files numcnn writes at the top of a run folder (``numcnn train --force`` deletes these but the marker and the
 #: lock file, and refuses when the folder holds anything but these)...
 RUN_FILES = (MARKER, LOCK, CONFIG, WEIGHTS, "metrics.csv", "metrics.json", "curves.png", "confusion.png",
-             "confusion-val.png", "confusion-train.png")
+             "confusion-val.png", "confusion-train.png", ONNX_FILE)
 #: ... its checkpoint folder and the two siblings a checkpoint is swapped in through (training/checkpoint.py) ...
 CHECKPOINT_DIRS = (CHECKPOINT, f".{CHECKPOINT}.tmp", f".{CHECKPOINT}.old")
 #: ... and the files a checkpoint writes into them.
@@ -153,7 +156,27 @@ def check_config(config, where: str) -> dict:
     for key in ("model", "dataset", "normalization", "recipe", "seed"):
         if key not in config:
             raise CLIError(f"{where}: the run config has no {key!r} entry")
+    model, ds, norm = config["model"], config["dataset"], config["normalization"]
+    problems = [what for what, ok in (
+        ("model.name", isinstance(model, dict) and isinstance(model.get("name"), str)),
+        ("dataset.classes (the class names)", isinstance(ds, dict) and isinstance(ds.get("classes"), list)
+         and len(ds["classes"]) > 0 and all(isinstance(c, str) for c in ds["classes"])),
+        ("dataset.image_shape", isinstance(ds, dict) and isinstance(ds.get("image_shape"), list)
+         and len(ds["image_shape"]) == 3 and all(_count(v) for v in ds["image_shape"])),
+        ("normalization mean and std", isinstance(norm, dict) and _numbers(norm.get("mean"))
+         and _numbers(norm.get("std")) and 0 not in norm["std"])) if not ok]
+    if problems:
+        raise CLIError(f"{where}: the run config has no valid {', '.join(problems)}")
     return config
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 16
+
+
+def _numbers(v) -> bool:
+    ok = isinstance(v, list) and len(v) > 0
+    return ok and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
 
 
 # -- loading a trained model -----------------------------------------------------------------------------------
@@ -167,6 +190,7 @@ class Loaded:
     source: str  # what the weights were read from, for messages
     epoch: int | None  # the checkpoint's epoch, None for model.safetensors
     onnx: bool = False  # the model is an ONNX file run by numcnn.onnx
+    pixels: bool = False  # the model takes pixels in [0, 1] (an ONNX file with the normalization in its graph)
 
 
 def build_model(config: dict):
@@ -251,8 +275,58 @@ def _load_onnx(path: Path) -> Loaded:
     else:
         raise CLIError(f"{path}: no run config (not written by 'numcnn export', and no {CONFIG} beside it), so the "
                        "class names and normalization are unknown")
+    takes = model.metadata.get(nc_onnx.INPUT_KEY, nc_onnx.INPUT_NORMALIZED)  # files of older exports: normalised
+    if takes not in (nc_onnx.INPUT_PIXELS, nc_onnx.INPUT_NORMALIZED):
+        raise CLIError(f"{path}: metadata {nc_onnx.INPUT_KEY}={takes!r} is neither {nc_onnx.INPUT_PIXELS!r} nor "
+                       f"{nc_onnx.INPUT_NORMALIZED!r}, so what to feed the model is unknown")
     model.eval()
-    return Loaded(model, config, path.parent if has_config(path.parent) else None, str(path), None, onnx=True)
+    return Loaded(model, config, path.parent if has_config(path.parent) else None, str(path), None, onnx=True,
+                  pixels=takes == nc_onnx.INPUT_PIXELS)
+
+
+#: What a model that a file describes can fail with while it runs (numcnn.onnx.GraphError is a ValueError).
+RUN_ERRORS = (ValueError, TypeError, IndexError, ArithmeticError, MemoryError, RecursionError)
+
+
+def run_model(loaded: Loaded, fn, *args):
+    """``fn(*args)`` (evaluate, predict): an ONNX graph that fails while running (a shape that does not fit, an
+    impossible Reshape, a size over the limit, an input dtype other than float32) is a one-line CLIError naming the
+    file; a numcnn model's failure is a bug and keeps its traceback."""
+    if not loaded.onnx:
+        return fn(*args)
+    try:
+        return fn(*args)
+    except RUN_ERRORS as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise CLIError(f"{loaded.source}: the ONNX graph fails on the run's images: {msg}") from None
+
+
+def check_outputs(loaded: Loaded, out, n: int) -> None:
+    """The model's output for ``n`` images must be one float (n, len(classes)) array: one score per class name.
+    Anything else is refused, so no score is ever printed under another class's name."""
+    classes = loaded.config["dataset"]["classes"]
+    shape = getattr(out, "shape", None)
+    if isinstance(out, (tuple, list)):
+        got = f"{len(out)} outputs"
+    elif shape is None or len(shape) != 2 or shape[0] != n:
+        got = f"an output of shape {tuple(shape) if shape is not None else type(out).__name__} for {n} images"
+    elif shape[1] != len(classes):
+        got = f"{shape[1]} scores per image"
+    else:
+        return
+    raise CLIError(f"{loaded.source}: the model gives {got}, but its run config names {len(classes)} classes "
+                   f"({', '.join(classes[:4])}{', ...' if len(classes) > 4 else ''}); refusing to report scores "
+                   "under class names they may not belong to")
+
+
+def probe(loaded: Loaded, x: np.ndarray | None = None) -> None:
+    """Run the model once on ``x`` (default: two blank images of the run's shape) and check its output
+    (:func:`check_outputs`), so that a model which cannot run on the run's data says so before any is read."""
+    if x is None:
+        x = np.zeros((2, *loaded.config["dataset"]["image_shape"]), dtype=np.float32)
+    with no_grad():
+        out = run_model(loaded, loaded.model, Tensor(x))
+    check_outputs(loaded, out, len(x))
 
 
 def _load_weights(path: Path) -> dict:
@@ -299,9 +373,12 @@ def split(train_file, seed: int, limit: int | None):
     return train, val
 
 
-def eval_loader(dataset, config: dict) -> DataLoader:
+def eval_loader(dataset, config: dict, pixels: bool = False) -> DataLoader:
+    """Batches of EVAL_BATCH images normalised as in training; ``pixels``: left in [0, 1] (for an ONNX file with
+    the normalization in its graph, so that it is not applied twice)."""
     norm = config["normalization"]
-    return DataLoader(dataset, batch_size=EVAL_BATCH, transform=Normalize(norm["mean"], norm["std"]))
+    return DataLoader(dataset, batch_size=EVAL_BATCH,
+                      transform=None if pixels else Normalize(norm["mean"], norm["std"]))
 
 
 def eval_split(config: dict, split_name: str, root: str | None, download: bool = False):

@@ -14,6 +14,7 @@ writes reshapes with ``-1`` there; a model that mixes the batch axis with others
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -35,6 +36,12 @@ from . import _proto
 
 MIN_OPSET, MAX_OPSET = 17, 21
 _INT64_MAX, _INT64_MIN = 2**63 - 1, -(2**63)
+#: Metadata key saying what the file's input is: :data:`INPUT_PIXELS` (the graph starts with ``(x - mean) / std``,
+#: written by ``normalize=``) or :data:`INPUT_NORMALIZED` (the bare network: feed it ``(pixels - mean) / std``).
+INPUT_KEY = "numcnn.input"
+INPUT_PIXELS, INPUT_NORMALIZED = "pixels", "normalized"
+#: Metadata key holding the normalization ``{"mean": [...], "std": [...]}`` (JSON) when the export knows it.
+NORMALIZATION_KEY = "numcnn.normalization"
 
 
 class ExportError(ValueError):
@@ -494,10 +501,34 @@ def _value_info(name: str, arr: np.ndarray, batch: int | None):
     return helper.make_tensor_value_info(name, _proto.ONNX_OF_NP[arr.dtype], dims)
 
 
+def _normalization(normalize, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(mean, std)`` arrays shaped (C, 1, ..., 1) to broadcast over an (N, C, ...) input, checked, and the
+    ``{"mean": [...], "std": [...]}`` of the metadata."""
+    try:
+        mean, std = (np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in normalize)
+    except (TypeError, ValueError):
+        raise TypeError(f"ONNX export: normalize must be (mean, std), one value per channel or one for all, got "
+                        f"{normalize!r}") from None
+    channels = arr.shape[1] if arr.ndim >= 2 else 1
+    for label, v in (("mean", mean), ("std", std)):
+        if v.ndim != 1 or len(v) not in (1, channels) or not np.isfinite(v).all():
+            raise ValueError(f"ONNX export: normalize {label} must be 1 or {channels} finite values (one per "
+                             f"channel of input {arr.shape}), got {v.tolist()}")
+    if (std == 0).any():
+        raise ValueError(f"ONNX export: normalize std must be non-zero, got {std.tolist()}")
+    shape = (-1,) + (1,) * max(arr.ndim - 2, 0)
+    info = {"mean": mean.tolist(), "std": std.tolist()}
+    return mean.astype(arr.dtype).reshape(shape), std.astype(arr.dtype).reshape(shape), info
+
+
 def to_onnx(model, example_input, opset: int = MIN_OPSET, *, dynamic_batch: bool = True, input_name: str = "input",
-            output_name: str = "output", metadata: dict[str, str] | None = None):
+            output_name: str = "output", metadata: dict[str, str] | None = None, normalize=None):
     """The ``onnx.ModelProto`` of ``model`` (run in eval mode on ``example_input``, e.g. (1, C, H, W) float32).
     ``metadata``: string key/value pairs stored in the file's ``metadata_props`` (the CLI stores the run config).
+    ``normalize``: ``(mean, std)`` (one value per channel, or one for all): the graph starts with
+    ``(input - mean) / std``, so the file takes what a user has -- pixels in [0, 1] -- and the metadata says so
+    (``numcnn.input`` = "pixels", ``numcnn.normalization`` = the JSON of mean and std); ``example_input`` is then
+    such pixels too. Without it the file is the bare network, fed exactly what ``model`` is fed.
 
     Raises :class:`ExportError` for an operation without an ONNX form (naming it and the module it ran in) and
     ``ImportError`` without the ``onnx`` package (``pip install numcnn[onnx]``)."""
@@ -513,8 +544,17 @@ def to_onnx(model, example_input, opset: int = MIN_OPSET, *, dynamic_batch: bool
         raise TypeError(f"ONNX export: example_input must be a float32 or float64 batch (N, ...), got "
                         f"{arr.dtype} of shape {arr.shape}")
     tracer = _Tracer(model, opset)
+    info = None
+    if normalize is not None:
+        mean, std, info = _normalization(normalize, arr)
+        arr = (arr - mean) / std  # what the model sees, as numcnn.data.Normalize computes it
     x = Tensor._make(arr, True)
     tracer.bind(x, input_name, 0 if dynamic_batch else None)
+    if normalize is not None:
+        (centred,) = tracer.node("Sub", [input_name, tracer.constant(mean)])
+        tracer.batch[centred] = 0 if dynamic_batch else None
+        (scaled,) = tracer.node("Div", [centred, tracer.constant(std)])
+        tracer.bind(x, scaled, 0 if dynamic_batch else None)
     handles = _scope_hooks(model, tracer)
     was_training, previous = model.training, _function._forward_hook
     model.eval()
@@ -539,12 +579,19 @@ def to_onnx(model, example_input, opset: int = MIN_OPSET, *, dynamic_batch: bool
         src = tracer.value(o)
         tracer.nodes.append(helper.make_node("Identity", [src], [name], name=f"/{name}"))
         outputs.append(_value_info(name, o.data, tracer.batch.get(src)))
-    graph = helper.make_graph(tracer.nodes, type(model).__name__, [_value_info(input_name, arr, tracer.batch[
-        input_name])], outputs, initializer=tracer.initializers)
+    graph_input = _value_info(input_name, arr, tracer.batch[input_name])
+    if info is not None:
+        graph_input.doc_string = (f"pixels in [0, 1], (N, C, H, W); the graph normalises them first: (x - mean) / "
+                                  f"std with mean {info['mean']}, std {info['std']}")
+    graph = helper.make_graph(tracer.nodes, type(model).__name__, [graph_input], outputs,
+                              initializer=tracer.initializers)
     opset_id = helper.make_opsetid("", opset)
     proto = helper.make_model(graph, opset_imports=[opset_id], producer_name="numcnn", producer_version=__version__)
     proto.ir_version = helper.find_min_ir_version_for([opset_id])
-    for key, value in (metadata or {}).items():
+    metadata = dict(metadata or {})
+    if info is not None:
+        metadata.update({INPUT_KEY: INPUT_PIXELS, NORMALIZATION_KEY: json.dumps(info)})
+    for key, value in metadata.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"ONNX export: metadata must map str to str, got {key!r}: {type(value).__name__}")
         helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, key: value})
@@ -556,13 +603,16 @@ def to_onnx(model, example_input, opset: int = MIN_OPSET, *, dynamic_batch: bool
 
 
 def export(model, example_input, path: str | os.PathLike, opset: int = MIN_OPSET, *, dynamic_batch: bool = True,
-           input_name: str = "input", output_name: str = "output", metadata: dict[str, str] | None = None) -> None:
+           input_name: str = "input", output_name: str = "output", metadata: dict[str, str] | None = None,
+           normalize=None) -> None:
     """Write ``model`` as an ONNX file at ``path`` (atomically: a failed export leaves any old file whole).
 
     model: a numcnn Module, traced in eval mode (its mode is restored); example_input: (N, C, H, W) float32
     Tensor or ndarray, any N; the file's batch dimension is symbolic ("batch") unless ``dynamic_batch=False``.
-    opset: 17 to 21 (GELU is written as its Erf formula below 20; adaptive average pooling exports to 1x1 only)."""
+    opset: 17 to 21 (GELU is written as its Erf formula below 20; adaptive average pooling exports to 1x1 only).
+    normalize: ``(mean, std)`` writes the input normalization into the graph, so that the file takes pixels in
+    [0, 1] and says so in its metadata (see :func:`to_onnx`); None (default) writes the bare network."""
     proto = to_onnx(model, example_input, opset, dynamic_batch=dynamic_batch, input_name=input_name,
-                    output_name=output_name, metadata=metadata)
+                    output_name=output_name, metadata=metadata, normalize=normalize)
     data = proto.SerializeToString()
     atomic_write(path, data)
