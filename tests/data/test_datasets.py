@@ -36,7 +36,9 @@ def test_locate_order_root_then_env_then_cache(tmp_path, monkeypatch, write_fake
     check_loaded(FashionMNIST(), in_env)
     monkeypatch.delenv("NUMCNN_DATA")
     check_loaded(FashionMNIST(train=False), in_cache, train=False)
-    # An explicit root without the files falls through to the next places.
+    # An explicit root without the files falls through to the next places (a missing one is an error: see
+    # test_dataset_root.py).
+    (tmp_path / "empty").mkdir()
     check_loaded(FashionMNIST(root=tmp_path / "empty"), in_cache)
 
 
@@ -77,6 +79,7 @@ def test_system_folder_used_last(tmp_path, monkeypatch, write_fake):
 
 def test_not_found_lists_places_and_options(tmp_path, monkeypatch):
     monkeypatch.setattr(FashionMNIST, "system_dirs", (str(tmp_path / "sys"),))
+    (tmp_path / "r").mkdir()
     with pytest.raises(FileNotFoundError) as err:
         FashionMNIST(root=tmp_path / "r")
     msg = str(err.value)

@@ -82,7 +82,8 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and return the exit status:
-    0 success, 1 training diverged, 2 a usage error (one line on stderr), 130 interrupted.
+    0 success, 1 training diverged, 2 a usage error (one line on stderr), 130 interrupted (Ctrl-C), 143 stopped by
+    SIGTERM (numcnn train; both keep the last checkpoint and print how to resume).
 
     A reader that closes stdout early (``numcnn summary --model resnet | head -3``) ends the command quietly with
     status 0: what is left to print is dropped, without a BrokenPipeError traceback. 0 and not 1 (nor SIGPIPE's

@@ -20,8 +20,9 @@ from ..kernels import jit
 from ..kernels.runtime import runtime
 from ..serialization import save
 from ..training import Checkpoint, TrainingDiverged, evaluate, fit, resume
+from ..training.checkpoint import has_checkpoint, recover_checkpoint
 from ..training.losses import get_loss
-from . import figures, run_folder, runs, train_args
+from . import figures, run_folder, runs, stop, train_args, train_world
 from .errors import CLIError
 from .recipe import (
     FIXED_LENGTH,
@@ -32,6 +33,7 @@ from .recipe import (
     too_few_epochs,
     train_transform,
 )
+from .train_world import init_distributed as _init_distributed
 
 # Flags a resumed run must not change (the run folder's config.json decides them): flag -> where in the config.
 KEPT_ON_RESUME = {"model": ("model", "name"), "dataset": ("dataset", "name"), "seed": ("seed",),
@@ -84,36 +86,6 @@ def _new_config(args, classes: list[str], image_shape, n_train: int, n_val: int)
         "autotune": bool(args.autotune),
         "command": shlex.join(["numcnn", *getattr(args, "argv", ["train"])]),
     }
-
-
-# -- the command ---------------------------------------------------------------------------------------------
-
-
-def _init_distributed(args):
-    """The communicator of the MPI job (--distributed), else None."""
-    from .. import distributed
-
-    if not getattr(args, "distributed", False):
-        if getattr(args, "sync_bn", False):
-            raise CLIError("--sync-bn applies to --distributed training only")
-        n = distributed.launcher_world_size()
-        if n > 1:
-            raise CLIError(f"started by an MPI launcher as {n} processes but without --distributed: each would train "
-                           "alone and overwrite the others' run folder (add --distributed)")
-        return None
-
-    try:
-        return distributed.init()
-    except distributed.DistributedError as e:
-        raise CLIError(str(e)) from None
-
-
-def _shard(loader: DataLoader, world) -> DataLoader:
-    """An evaluation loader reading this rank's share of the images, each image on exactly one rank."""
-    from ..distributed import DistributedSampler
-
-    sampler = DistributedSampler(loader.dataset, world.size, world.rank, shuffle=False, pad=False)
-    return DataLoader(loader.dataset, batch_size=loader.batch_size, transform=loader.transform, sampler=sampler)
 
 
 # -- the steps of a run --------------------------------------------------------------------------------------
@@ -180,7 +152,10 @@ def _plan(args, held: ExitStack) -> _Plan:
     if rank0:
         held.enter_context(run_folder.lock(out))
     checkpoint = out / runs.CHECKPOINT
-    resuming = args.resume and (checkpoint / "state.json").is_file()
+    if args.resume and rank0:  # a checkpoint swap a crash left half done: the old checkpoint back in its place
+        for line in recover_checkpoint(checkpoint):
+            say(line)
+    resuming = args.resume and has_checkpoint(checkpoint)
     config = None
     if args.resume:
         config = runs.read_config(out)
@@ -191,7 +166,7 @@ def _plan(args, held: ExitStack) -> _Plan:
         args=args, world=world, rank0=rank0, quiet=quiet, say=say, out=out, checkpoint=checkpoint, resuming=resuming,
         config=config,
         dataset=config["dataset"]["name"] if config else dataset_name,
-        root=args.data_dir if args.data_dir is not None else (config["dataset"].get("root") if config else None),
+        root=stop.data_root(args.data_dir, config, args.download),  # a named folder that is missing: an error
         seed=config["seed"] if config else (0 if args.seed is None else args.seed),
         limit=config["dataset"].get("limit") if config else args.limit)
 
@@ -202,6 +177,7 @@ def _prepare_data(plan: _Plan) -> _Data:
     args, world, seed = plan.args, plan.world, plan.seed
     train_file = runs.load_dataset(plan.dataset, plan.root, train=True, download=args.download)
     test_file = runs.load_dataset(plan.dataset, plan.root, train=False, download=args.download)
+    stop.check_found_in(plan.root, train_file, test_file)  # not another copy than the one named
     train_set, val_set = runs.split(train_file, seed, plan.limit)
     if plan.config is None:
         image_shape = (1, *train_file.data.shape[1:]) if train_file.data.ndim == 3 else train_file.data.shape[1:]
@@ -252,7 +228,7 @@ def _build_training(plan: _Plan, data: _Data) -> _Training:
 
         if plan.args.sync_bn:
             model = SyncBatchNorm.convert_sync_batchnorm(model)
-        val_loader = _shard(val_loader, world)
+        val_loader = train_world.shard(val_loader, world)
         optimizer = DistributedOptimizer(optimizer, model=model, comm=world)  # rank 0's weights everywhere
     scheduler = build_scheduler(optimizer, r, len(train_loader))
     return _Training(model=model, loss_fn=loss_fn, train_loader=train_loader, val_loader=val_loader,
@@ -315,7 +291,8 @@ def _announce(plan: _Plan, data: _Data, training: _Training) -> None:
 
 
 def _fit(plan: _Plan, data: _Data, training: _Training) -> int | None:
-    """Trains up to the planned epochs, checkpointing each one; the exit code when training stops early."""
+    """Announces the run and trains up to the planned epochs, checkpointing each one; the exit code when training
+    stops early."""
     world, checkpoint = plan.world, plan.checkpoint
     writers = [Checkpoint(checkpoint, extra={"config": plan.config}), runs.MetricsWriter(plan.out)]
     if world is None:
@@ -324,7 +301,8 @@ def _fit(plan: _Plan, data: _Data, training: _Training) -> int | None:
         from ..distributed import DistributedTraining
 
         callbacks = [DistributedTraining(world, rank_zero=writers, seed=plan.seed)]
-    try:
+    try:  # Ctrl-C or SIGTERM once the run folder is written (the lines before training included): the same message
+        _announce(plan, data, training)
         training.history = fit(training.model, training.train_loader, training.val_loader, epochs=data.epochs,
                                optimizer=training.optimizer, loss_fn=training.loss_fn, scheduler=training.scheduler,
                                callbacks=callbacks, history=training.history, verbose=not plan.quiet, log=plan.say,
@@ -333,11 +311,10 @@ def _fit(plan: _Plan, data: _Data, training: _Training) -> int | None:
         where = "" if world is None else f"rank {world.rank} of {world.size}: "
         print(f"numcnn train: {where}{e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (stop.Terminated): which epoch is saved, how to go on
         if plan.rank0:
-            print(f"numcnn train: interrupted; the last finished epoch is saved in {checkpoint}. Continue with: "
-                  f"numcnn train --out {shlex.quote(str(plan.out))} --resume --epochs {data.epochs}", file=sys.stderr)
-        return 130
+            print(stop.training_stopped(e, plan.out, checkpoint, data.epochs), file=sys.stderr)
+        return stop.exit_code(e)
     return None
 
 
@@ -356,8 +333,8 @@ def _finish(plan: _Plan, data: _Data, training: _Training) -> int:
     else:
         from ..distributed import reduce_eval_result
 
-        test = reduce_eval_result(evaluate(model, _shard(test_loader, world), loss_fn, num_classes=len(classes)),
-                                  world)
+        shared = train_world.shard(test_loader, world)
+        test = reduce_eval_result(evaluate(model, shared, loss_fn, num_classes=len(classes)), world)
         if not plan.rank0:
             return 0
     times = [t for t in history["epoch_time"] if t is not None]
@@ -383,14 +360,22 @@ def _finish(plan: _Plan, data: _Data, training: _Training) -> int:
 
 
 def run(args) -> int:
+    with stop.sigterm_as_interrupt():  # SIGTERM stops the run as Ctrl-C does (see numcnn/cli/stop.py)
+        try:
+            return _run(args)
+        except stop.Terminated as e:  # outside training (inside: _fit)
+            print(stop.stopped(e), file=sys.stderr)
+            return stop.exit_code(e)
+
+
+def _run(args) -> int:
     with ExitStack() as held:  # the run folder's lock, until the run ends
         plan = _plan(args, held)  # flags checked, run folder locked and checked, a resumed run's config read
         data = _prepare_data(plan)  # dataset split, config completed
         training = _build_training(plan, data)  # model, loss, loaders, optimizer, scheduler
         _restore(plan, data, training)  # --resume: the checkpoint's state
         _open_run_folder(plan)  # marker and config.json written
-        _announce(plan, data, training)
-        stopped = _fit(plan, data, training)
+        stopped = _fit(plan, data, training)  # the lines before the first epoch, then training
         if stopped is not None:
             return stopped
         return _finish(plan, data, training)  # weights saved, tested once, metrics written

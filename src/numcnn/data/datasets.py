@@ -8,8 +8,10 @@ Files are looked for, in this order, in:
 4. system folders (Fashion-MNIST: ``/usr/share/datasets/fashion-mnist`` from Debian's
    ``dataset-fashion-mnist`` package),
 
-where ``<name>`` is "mnist" or "fashion-mnist". A folder counts when it holds the split's two files,
-gzipped (``train-images-idx3-ubyte.gz``) or not (``train-images-idx3-ubyte``). Otherwise, with
+where ``<name>`` is "mnist" or "fashion-mnist". A ``root`` that does not exist is an error (FileNotFoundError
+naming it), not a reason to look elsewhere, unless ``download=True`` (the files are then downloaded into it); a
+``root`` that exists but lacks the files is followed by the other places. A folder counts when it holds the split's
+two files, gzipped (``train-images-idx3-ubyte.gz``) or not (``train-images-idx3-ubyte``). Otherwise, with
 ``download=True``, the four canonical ``.gz`` files are fetched from the mirrors in order (``mirrors=``,
 else ``$NUMCNN_MIRRORS``, comma-separated base URLs, else the defaults), checked against their MD5 and
 moved into ``root`` (when given) or the user cache only once complete.
@@ -71,6 +73,9 @@ class _IdxImageDataset(ArrayDataset):
         self.target_transform = target_transform
         prefix = "train" if train else "t10k"
         files = (f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz")
+        if root is not None and not (Path(root).is_dir() or (download and not os.path.lexists(root))):
+            what = "does not exist" if not os.path.lexists(root) else "is not a folder"
+            raise FileNotFoundError(f"{type(self).__name__}: the dataset folder {root} {what}")
         candidates = self._candidates(root)
         folder = next((d for _, d in candidates if all(self._find(d, f) for f in files)), None)
         if folder is None:
@@ -117,14 +122,19 @@ class _IdxImageDataset(ArrayDataset):
         """(how it was found, folder) in search order."""
         out: list[tuple[str, Path]] = []
         if root is not None:
-            r = Path(root)
-            out += [("root", r), ("root", r / self.name), ("root", r / type(self).__name__ / "raw")]
+            out += [("root", d) for d in self.root_folders(root)]
         env = os.environ.get("NUMCNN_DATA")
         if env:
             out += [("$NUMCNN_DATA", Path(env) / self.name), ("$NUMCNN_DATA", Path(env))]
         out.append(("user cache", user_cache_dir() / self.name))
         out += [("system", Path(d)) for d in self.system_dirs]
         return out
+
+    @classmethod
+    def root_folders(cls, root: str | os.PathLike) -> list[Path]:
+        """The folders of ``root`` where the files are looked for: itself, ``root/<name>``, ``root/<Class>/raw``."""
+        r = Path(root)
+        return [r, r / cls.name, r / cls.__name__ / "raw"]
 
     @staticmethod
     def _find(folder: Path, gz_name: str) -> Path | None:

@@ -5,7 +5,9 @@ per-parameter arrays, e.g. Adam's moments) and ``state.json`` (epoch, history, o
 step counts, scheduler state, random-generator states, and the kernels' runtime state -- memory budget, algorithm
 table, autotune flag, see numcnn/kernels/runtime.py --: a resumed run computes every kernel as the original run did).
 Each file goes through the one atomic-write helper; the folder is written beside the old one and swapped in by
-rename, so a crash at any point leaves either the old or the new checkpoint whole, never a mix.
+rename, so a crash at any point leaves either the old or the new checkpoint whole, never a mix: a crash between
+the two renames leaves the old one as ``.<name>.old`` and no ``<name>``, which :func:`read_checkpoint` reads and
+:func:`recover_checkpoint` (called by the next :func:`save_checkpoint`, and by ``numcnn train --resume``) renames back.
 """
 
 from __future__ import annotations
@@ -99,10 +101,8 @@ def save_checkpoint(folder, *, model, optimizer=None, scheduler=None, epoch: int
     folder = Path(folder)
     parent = folder.parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{folder.name}.tmp"
-    old = parent / f".{folder.name}.old"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp, old = _siblings(folder)
+    recover_checkpoint(folder)  # a crash between two renames: the old checkpoint back in place before it is replaced
     tmp.mkdir()
     save(model.state_dict(), tmp / "model.safetensors")
     state = {
@@ -136,13 +136,59 @@ def save_checkpoint(folder, *, model, optimizer=None, scheduler=None, epoch: int
     return folder
 
 
+def _siblings(folder: Path) -> tuple[Path, Path]:
+    """``(.<name>.tmp, .<name>.old)``: where save_checkpoint writes the new checkpoint, where the old one waits."""
+    return folder.parent / f".{folder.name}.tmp", folder.parent / f".{folder.name}.old"
+
+
 def _locate(folder: Path) -> Path:
-    if (folder / "state.json").exists():
-        return folder
-    old = folder.parent / f".{folder.name}.old"
-    if (old / "state.json").exists():  # a crash between the two renames of save_checkpoint
-        return old
+    old = _siblings(folder)[1]
+    # ``folder`` once more after ``old``: another process may be renaming old back (recover_checkpoint) meanwhile.
+    for path in (folder, old, folder):
+        if (path / "state.json").exists():  # old: a crash between the two renames of save_checkpoint
+            return path
     raise FileNotFoundError(f"{folder}: no checkpoint here (expected {folder / 'state.json'})")
+
+
+def recover_checkpoint(folder) -> list[str]:
+    """Finish what a crash in the middle of :func:`save_checkpoint` left beside checkpoint ``folder``: the old
+    checkpoint, alone in ``.<name>.old`` (a crash between the two renames), is renamed back to ``folder``; an old one
+    left beside a whole ``folder`` (a crash before it was deleted) and an unfinished ``.<name>.tmp`` are deleted.
+    Returns one line per thing done (empty: nothing was left over)."""
+    folder = Path(folder)
+    tmp, old = _siblings(folder)
+    done = []
+    if not folder.exists() and (old / "state.json").exists():
+        os.replace(old, folder)
+        fsync_dir(folder.parent)
+        done.append(f"{folder}: put back the checkpoint of epoch {checkpoint_epoch(folder)} left in {old.name} by a "
+                    "run that stopped while replacing it")
+    elif (folder / "state.json").exists() and old.exists():
+        shutil.rmtree(old)
+        done.append(f"{folder}: deleted the previous checkpoint {old.name} a stopped run left beside it")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+        done.append(f"{folder}: deleted the unfinished checkpoint {tmp.name} a stopped run left beside it")
+    return done
+
+
+def has_checkpoint(folder) -> bool:
+    """Whether there is a checkpoint to resume from in ``folder`` (or in the ``.<name>.old`` a crash left)."""
+    try:
+        _locate(Path(folder))
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def checkpoint_epoch(folder) -> int | None:
+    """The epoch saved in checkpoint ``folder`` (or in the ``.<name>.old`` a crash left), None when there is no
+    readable checkpoint."""
+    try:
+        state = json.loads((_locate(Path(folder)) / "state.json").read_text())
+        return int(state["epoch"])
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+        return None
 
 
 def read_checkpoint(folder) -> dict:
