@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..training import evaluate
 from ..training.losses import get_loss
-from . import figures, runs
+from . import figures, numerics, runs
 from .errors import CLIError
 
 
@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     loaded = runs.load_trained(args.run_path)
+    numerics.warn_weights("evaluate", loaded)  # a diverged run's weights: one line, not NumPy's warnings
     config = loaded.config
     classes = config["dataset"]["classes"]
     try:

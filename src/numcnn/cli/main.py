@@ -11,6 +11,7 @@ import sys
 from .. import __version__
 from .argtypes import typed_model_options
 from .errors import CLIError
+from .numerics import quiet_numpy
 
 DESCRIPTION = """\
 Train and use convolutional networks written in NumPy.
@@ -121,7 +122,8 @@ def _main(argv: list[str] | None) -> int:
         return 2
     try:
         _type_model_options(args)
-        return _end_job(args.run(args))
+        with quiet_numpy():  # no raw RuntimeWarning: the commands warn about NaN/Inf in their own words
+            return _end_job(args.run(args))
     except CLIError as e:
         print(f"numcnn {args.command}: error: {_rank_prefix()}{e}", file=sys.stderr)
         return _end_job(2)

@@ -9,7 +9,7 @@ import numpy as np
 from ..data import Normalize, ToTensor
 from ..data.photo import load_photo
 from ..training import predict
-from . import runs
+from . import numerics, runs
 from .argtypes import positive_int
 from .errors import CLIError
 
@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     loaded = runs.load_trained(args.run_path)
+    numerics.warn_weights("predict", loaded)  # a diverged run's weights: one line, not NumPy's warnings
     config = loaded.config
     classes = config["dataset"]["classes"]
     channels, h, w = config["dataset"]["image_shape"]

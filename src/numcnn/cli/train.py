@@ -20,9 +20,10 @@ from ..kernels import jit
 from ..kernels.runtime import runtime
 from ..serialization import save
 from ..training import Checkpoint, TrainingDiverged, evaluate, fit, resume
+from ..training.callbacks import DivergenceWatch
 from ..training.checkpoint import has_checkpoint, recover_checkpoint
 from ..training.losses import get_loss
-from . import figures, run_folder, runs, stop, train_args, train_world
+from . import figures, numerics, run_folder, runs, stop, train_args, train_world
 from .errors import CLIError
 from .recipe import (
     FIXED_LENGTH,
@@ -131,6 +132,7 @@ class _Training:
     optimizer: Any
     scheduler: Any
     history: Any = None  # the resumed run's, then fit's
+    watch: Any = None  # the DivergenceWatch of _fit
 
 
 def _plan(args, held: ExitStack) -> _Plan:
@@ -301,6 +303,9 @@ def _fit(plan: _Plan, data: _Data, training: _Training) -> int | None:
         from ..distributed import DistributedTraining
 
         callbacks = [DistributedTraining(world, rank_zero=writers, seed=plan.seed)]
+    warn = (lambda m: print(f"numcnn train: {m}", file=sys.stderr, flush=True)) if plan.rank0 else (lambda m: None)
+    training.watch = DivergenceWatch(log=warn)  # a loss that explodes without becoming NaN
+    callbacks = [*callbacks, training.watch]
     try:  # Ctrl-C or SIGTERM once the run folder is written (the lines before training included): the same message
         _announce(plan, data, training)
         training.history = fit(training.model, training.train_loader, training.val_loader, epochs=data.epochs,
@@ -309,7 +314,7 @@ def _fit(plan: _Plan, data: _Data, training: _Training) -> int | None:
                                detect_anomaly=plan.args.detect_anomaly)
     except (TrainingDiverged, AnomalyError) as e:
         where = "" if world is None else f"rank {world.rank} of {world.size}: "
-        print(f"numcnn train: {where}{e}", file=sys.stderr)
+        print(f"numcnn train: {where}{e} ({numerics.kept_checkpoint(checkpoint)})", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (stop.Terminated): which epoch is saved, how to go on
         if plan.rank0:
@@ -355,8 +360,12 @@ def _finish(plan: _Plan, data: _Data, training: _Training) -> int:
         say(f"compiled kernels: {len(compiled)} in {sum(compiled.values()):.1f} s (cached on disk: later runs load "
             "them in milliseconds)")
     say(f"test loss: {test.loss:.4f}")
+    if training.watch is not None and training.watch.diverged:  # exit 1, as a NaN stop: the weights are no good
+        print(f"numcnn train: warning: training diverged from epoch {training.watch.diverged_epoch} (a loss NaN/Inf or "
+              f"over {training.watch.factor:g}x its start); {numerics.kept_checkpoint(plan.checkpoint)}",
+              file=sys.stderr, flush=True)
     print(f"test accuracy: {test.accuracy:.4f}", flush=True)
-    return 0
+    return 1 if training.watch is not None and training.watch.diverged else 0
 
 
 def run(args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 from ..serialization import save
@@ -28,13 +29,23 @@ class Callback:
 
 class Checkpoint(Callback):
     """Write a full checkpoint (model, optimizer, scheduler, RNG states, epoch, history) every ``every`` epochs,
-    replacing the previous one atomically; :func:`numcnn.training.resume` continues from it."""
+    replacing the previous one atomically; :func:`numcnn.training.resume` continues from it.
+
+    An epoch whose validation loss is NaN/Inf is not written: the previous checkpoint stays, the last one whose
+    validation loss was finite (``saved_epoch``; ``skipped`` lists the epochs not written for that reason)."""
 
     def __init__(self, folder, every: int = 1, extra: dict | None = None):
         self.folder, self.every, self.extra = Path(folder), every, extra
+        self.saved_epoch: int | None = None
+        self.skipped: list[int] = []
 
     def on_epoch_end(self, run, record: dict) -> None:
+        val = record.get("val_loss")
+        if val is not None and not math.isfinite(val):
+            self.skipped.append(run.epoch)
+            return
         if run.epoch % self.every == 0 or run.stop or run.epoch == run.epochs:
+            self.saved_epoch = run.epoch
             save_checkpoint(self.folder, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
                             epoch=run.epoch, history=run.history, train_loader=run.train_loader, extra=self.extra)
 
@@ -93,3 +104,44 @@ class EarlyStopping(_Monitor):
             if self.wait >= self.patience:
                 run.stop = True
                 self.stopped_epoch = run.epoch
+
+
+class DivergenceWatch(Callback):
+    """Warn when training diverges without the loss becoming NaN: after each epoch, a train or validation loss that
+    is NaN/Inf or more than ``factor`` times the starting loss gives one line through ``log`` (default: stderr)
+    naming the epoch and both losses. The starting loss is the smaller of the first epoch's mean train loss and,
+    when this process trained epoch 1, the loss of its first batch. ``diverged``: the first such epoch's message,
+    None while training looks sane."""
+
+    def __init__(self, factor: float = 10.0, log=None):
+        if not factor > 1:
+            raise ValueError(f"DivergenceWatch: factor must be > 1, got {factor!r}")
+        self.factor = factor
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.diverged: str | None = None
+        self.diverged_epoch: int | None = None
+
+    def start_loss(self, run) -> float | None:
+        losses = [v for v in (run.history.records[0].get("train_loss") if run.history.records else None,
+                              run.extra.get("first_loss")) if v is not None and math.isfinite(v)]
+        return min(losses) if losses else None
+
+    def on_epoch_end(self, run, record: dict) -> None:
+        start = self.start_loss(run)
+        bad = []
+        for name in ("train_loss", "val_loss"):
+            value = record.get(name)
+            if value is None:
+                continue
+            if not math.isfinite(value):
+                bad.append(f"{name.replace('_', ' ')} {value}")
+            elif start is not None and start > 0 and value > self.factor * start:
+                bad.append(f"{name.replace('_', ' ')} {value:.6g}")
+        if not bad:
+            return
+        msg = (f"epoch {run.epoch}: {' and '.join(bad)}, against a starting loss of "
+               + (f"{start:.4g}" if start is not None else "unknown")
+               + f" (NaN/Inf, or over {self.factor:g}x): training diverged; try a lower learning rate")
+        if self.diverged is None:
+            self.diverged, self.diverged_epoch = msg, run.epoch
+        self.log(f"warning: {msg}")

@@ -18,7 +18,8 @@ from .progress import EpochProgress
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf; training stopped, the last checkpoint written is the last good one."""
+    """The loss became NaN or Inf; training stopped. :class:`~numcnn.training.callbacks.Checkpoint` writes no epoch
+    whose validation loss is not finite, so the checkpoint left is the last one whose validation loss was finite."""
 
 
 @dataclass
@@ -133,8 +134,11 @@ def _train_epoch(run: Run, per_batch: bool, verbose: bool) -> dict:
             if not math.isfinite(value):
                 raise TrainingDiverged(
                     f"the loss became {value} at epoch {run.epoch}, batch {run.batch}: training stopped; the last "
-                    "checkpoint written (if any) is the last good one. Try a lower learning rate."
+                    "checkpoint written (if any) is the last one whose validation loss was finite. Try a lower "
+                    "learning rate."
                 )
+            if run.epoch == 1 and batch == 1:
+                run.extra["first_loss"] = value  # where the run starts, for DivergenceWatch
             opt.zero_grad()
             loss.backward()
             opt.step()
