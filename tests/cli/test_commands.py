@@ -12,6 +12,7 @@ import numcnn
 import numcnn.models
 from numcnn.cli.main import main
 from numcnn.data import FashionMNIST, read_idx
+from numcnn.data.photo import load_photo
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -75,7 +76,11 @@ def test_predict_top3_on_a_png(cli, trained_run, tmp_path):
 
     # reference: the same preprocessing written out by hand, the model run directly
     config = json.loads((run / "config.json").read_text())
-    small = 255 - np.asarray(Image.fromarray(page).resize((28, 28), Image.Resampling.LANCZOS), dtype=np.float32)
+    # the photo prepared as Fashion-MNIST was made (trim, fit the longer side, centre, pad; tests/data/test_photo.py
+    # checks that preparation's geometry), then inverted
+    prepared, inverted = load_photo(tmp_path / "page.png", fit="fashion-mnist")
+    assert inverted
+    small = prepared.astype(np.float32)
     x = (small / 255 - config["normalization"]["mean"][0]) / config["normalization"]["std"][0]
     model = numcnn.models.get("convnet")
     model.load_state_dict(numcnn.load(run / "model.safetensors"))

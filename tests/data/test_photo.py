@@ -69,3 +69,60 @@ def test_unreadable_and_missing_files(tmp_path):
         load_photo(tmp_path / "junk.png")
     with pytest.raises(FileNotFoundError, match="nope.jpg"):
         load_photo(tmp_path / "nope.jpg")
+
+
+def photo_400x300() -> np.ndarray:
+    """A 400x300 (width x height) white photo with a dark 160x120 rectangle (4:3) off-centre."""
+    img = np.full((300, 400), 255, dtype=np.uint8)
+    img[40:160, 200:360] = 20
+    return img
+
+
+def bbox(image: np.ndarray, threshold: int = 127) -> tuple[int, int, float, float]:
+    """(height, width, centre row, centre column) of the pixels above ``threshold``."""
+    rows, cols = np.nonzero(image > threshold)
+    return (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1,
+            (rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2)
+
+
+def test_fashion_fit_keeps_the_aspect_and_centres():
+    out, inverted = to_dataset_style(photo_400x300(), fit="fashion-mnist")
+    assert inverted and out.shape == (28, 28) and out.dtype == np.uint8
+    h, w, cy, cx = bbox(out)
+    assert w == 28 and h == 21  # 160x120 -> longer side 28 -> 28x21: 4:3 kept
+    assert abs(w / h - 4 / 3) < 0.05
+    assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
+    assert out[0].max() == 0 and out[-1].max() == 0  # padded with the (inverted) white background
+    # the stretched default squeezes 4:3 into a box of another aspect ratio
+    sh, sw, _, _ = bbox(to_dataset_style(photo_400x300())[0])
+    assert abs(sw / sh - 4 / 3) > 0.2
+
+
+def test_mnist_fit_longer_side_20_and_centre_of_mass():
+    out, inverted = to_dataset_style(photo_400x300(), fit="mnist")
+    assert inverted and out.shape == (28, 28)
+    h, w, _, _ = bbox(out)
+    assert w == 20 and h == 15
+    ys, xs = np.indices(out.shape)
+    mass = out.astype(np.float64)
+    assert abs((mass * ys).sum() / mass.sum() - 13.5) <= 1
+    assert abs((mass * xs).sum() / mass.sum() - 13.5) <= 1
+    # an L shape: its centre of mass, not its box, goes to the centre
+    ell = np.full((300, 300), 255, dtype=np.uint8)
+    ell[50:250, 50:90] = 0
+    ell[210:250, 50:250] = 0
+    out, _ = to_dataset_style(ell, fit="mnist")
+    mass = out.astype(np.float64)
+    assert abs((mass * ys).sum() / mass.sum() - 13.5) <= 1 and abs((mass * xs).sum() / mass.sum() - 13.5) <= 1
+    assert bbox(out)[2] != 13.5 or bbox(out)[3] != 13.5
+
+
+def test_fit_light_on_dark_blank_and_bad_mode(tmp_path):
+    light = 255 - photo_400x300()  # light rectangle on black: not inverted
+    Image.fromarray(light).save(tmp_path / "light.png")
+    out, inverted = load_photo(tmp_path / "light.png", fit="fashion-mnist")
+    assert not inverted and bbox(out)[:2] == (21, 28)
+    blank, inverted = to_dataset_style(np.full((30, 40), 255, dtype=np.uint8), fit="mnist")
+    assert inverted and not blank.any()
+    with pytest.raises(ValueError, match="fit must be one of"):
+        to_dataset_style(light, fit="squash")

@@ -27,11 +27,14 @@ def add_parser(sub) -> None:
                         "usual places)")
     p.add_argument("--download", action="store_true", help="download the dataset when it is not found")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="where confusion.png goes (default: the run folder, else the current folder)")
+                   help="the folder confusion.png goes to, made if missing; not an existing file (default: the run "
+                        "folder, else the current folder)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CLIError(f"--out {args.out}: is a file, not a folder: give a folder for confusion.png")
     loaded = runs.load_trained(args.run_path)
     numerics.warn_weights("evaluate", loaded)  # a diverged run's weights: one line, not NumPy's warnings
     config = loaded.config

@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
                     "onnxruntime and in 'numcnn predict' / 'numcnn evaluate', which feed it accordingly.")
     p.add_argument("run_path", metavar="RUN", help="a run folder, a checkpoint folder or a run's .safetensors file")
     p.add_argument("output", metavar="OUT.onnx", nargs="?", default=None,
-                   help=f"the ONNX file to write, replaced atomically (default: {runs.ONNX_FILE} in the run folder)")
+                   help=f"the ONNX file to write, replaced atomically (default: {runs.ONNX_FILE} in the run folder); "
+                        f"an existing folder gets {runs.ONNX_FILE} inside it")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 to 21 (default: 17)")
     p.add_argument("--bare", action="store_true",
                    help="write the bare network, without the input normalization: the file then expects images "
@@ -41,7 +42,7 @@ def add_parser(sub) -> None:
 
 def _output(args, loaded) -> Path:
     if args.output is not None:
-        return Path(args.output)
+        return Path(args.output) / runs.ONNX_FILE if Path(args.output).is_dir() else Path(args.output)
     if loaded.run_folder is None:
         raise CLIError(f"{args.run_path}: not inside a run folder, so there is no default output; give OUT.onnx")
     return loaded.run_folder / runs.ONNX_FILE
@@ -52,7 +53,7 @@ def run(args) -> int:
         from .. import onnx as nc_onnx
     except ImportError as e:
         raise CLIError(f"numcnn export needs the onnx package: pip install 'numcnn[onnx]' ({e})") from None
-    if args.output is not None and not str(args.output).endswith(".onnx"):
+    if args.output is not None and not Path(args.output).is_dir() and not str(args.output).endswith(".onnx"):
         raise CLIError(f"{args.output}: the output file name should end in .onnx")
     loaded = runs.load_trained(args.run_path)
     if loaded.onnx:
@@ -72,7 +73,9 @@ def run(args) -> int:
     try:
         nc_onnx.export(model, example, output, opset=args.opset, metadata=metadata,
                        normalize=None if args.bare else (norm["mean"], norm["std"]))
-    except (ValueError, TypeError, OSError) as e:
+    except OSError as e:
+        raise CLIError(f"cannot write {output}: {e.strerror or e}") from None
+    except (ValueError, TypeError) as e:
         raise CLIError(f"{output}: {e}") from None
     takes = ("normalised images ((pixels - mean) / std), the bare network" if args.bare else
              "pixels in [0, 1], normalised in the graph")

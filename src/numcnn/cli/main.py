@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import os
 import re
 import sys
@@ -130,6 +131,30 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"numcnn {args.command}: interrupted", file=sys.stderr)
         return _end_job(130)
+    except OSError as e:
+        line = _os_error_line(e)
+        if line is None:
+            raise
+        print(f"numcnn {args.command}: error: {_rank_prefix()}{line}", file=sys.stderr)
+        return _end_job(2)
+
+
+# errnos that only a write gives: "cannot write PATH" even when the error did not come through atomic_write
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _os_error_line(e: OSError) -> str | None:
+    """One line for an OSError that names a file (a write: "cannot write PATH: No space left on device"), or None
+    (no file named: a bug, left to show its traceback)."""
+    cause = e.strerror or str(e)
+    path = getattr(e, "write_path", None)
+    if path is None and e.errno in _WRITE_ERRNOS and e.filename is not None:
+        path = e.filename
+    if path is not None:
+        return f"cannot write {os.fsdecode(path)}: {cause}"
+    if e.filename is not None:
+        return f"{os.fsdecode(e.filename)}: {cause}"
+    return f"cannot write: {cause}" if e.errno in _WRITE_ERRNOS else None
 
 
 def _type_model_options(args: argparse.Namespace) -> None:
