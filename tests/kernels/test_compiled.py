@@ -123,36 +123,28 @@ def test_import_compiles_nothing_and_a_call_reports_its_compile():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
+# The training steps of tests/test_threads.py (two Adam steps), in a fresh process on the compiled kernels.
 _BITS = textwrap.dedent("""
-    import hashlib, sys, numpy as np, numcnn
-    from numcnn import models, optim
-    from numcnn.nn import functional as F
+    import hashlib
     from numcnn.kernels.runtime import runtime
+    from test_threads import _train
     assert runtime.backend == "numba"
+    runtime.memory_budget = 64 << 10  # many chunks and blocks, so the threads really share the work
     out = []
     for threads in (1, 2, 3):
-        runtime.threads = threads
         h = hashlib.sha256()
         for name in ("convnet", "lenet5", "resnet"):
-            numcnn.manual_seed(0)
-            model = models.get(name)
-            opt = optim.Adam(model.parameters(), lr=1e-3)
-            rng = np.random.default_rng(0)
-            for _ in range(2):
-                x = numcnn.tensor(rng.standard_normal((8, 1, 28, 28)).astype(np.float32))
-                y = numcnn.tensor(rng.integers(0, 10, 8))
-                opt.zero_grad()
-                F.cross_entropy(model(x), y).backward()
-                opt.step()
-            for p in model.parameters():
-                h.update(p.numpy().tobytes())
+            for p in _train(name, threads):
+                h.update(p.tobytes())
         out.append(h.hexdigest())
     print(" ".join(out))
 """)
 
 
 def test_two_adam_steps_give_the_same_bits_with_1_2_and_3_threads():
-    env = {**os.environ, "NUMCNN_KERNELS": "numba"}
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "NUMCNN_KERNELS": "numba", "PYTHONPATH": os.pathsep.join(filter(None, [
+        tests, os.environ.get("PYTHONPATH")]))}
     r = subprocess.run([sys.executable, "-c", _BITS], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     digests = r.stdout.split()

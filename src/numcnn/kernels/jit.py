@@ -26,24 +26,17 @@ in milliseconds. :func:`compile_report` says which kernels were compiled and how
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 import warnings
 from collections.abc import Callable
 
-from . import parallel
 from .runtime import runtime
 
-__all__ = ["available", "compile_report", "installed", "kernel", "use_compiled"]
+__all__ = ["available", "compile_report", "kernel", "use_compiled"]
 
 _state: dict = {"numba": None, "warned": False}
 _compiled: dict[str, float] = {}  # "kernel(types)" -> seconds spent compiling (or loading from the cache)
-
-
-def installed() -> bool:
-    """Whether Numba can be found, without importing it (cheap: used to pick the default backend)."""
-    return importlib.util.find_spec("numba") is not None
 
 
 def _numba():
@@ -53,7 +46,6 @@ def _numba():
             import numba
 
             _state["numba"] = numba
-            parallel.forget_blas_pools()  # numba loads SciPy, and with it another BLAS: look again
         except Exception as e:  # an unsupported Python or NumPy: ImportError, or an error while numba loads
             _state["numba"] = False
             if not _state["warned"]:

@@ -81,11 +81,6 @@ def _blas_pools() -> list:
     return _state["blas"]
 
 
-def forget_blas_pools() -> None:
-    """Look for the loaded BLAS libraries again at the next call (a library loaded since then joins)."""
-    _state["blas"] = None
-
-
 def _worker(fn: Callable, items: Sequence, results: list, counter) -> None:
     _local.active = True
     try:

@@ -151,7 +151,7 @@ class Runtime:
         self._threads = _cpu_count()
         self._budget = _env_budget()
         self._backend, self.backend_explicit = _env_backend()
-        self.pool = Workspace(lambda: 4 * self._budget)
+        self.pool = Workspace(self.pool_limit)
         self.algorithms: dict[str, str] = {}
         self.timings: dict[str, dict[str, float]] = {}
         self.autotune = False

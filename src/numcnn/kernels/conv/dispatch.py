@@ -37,6 +37,11 @@ ALIASES = {"naive": "reference"}  # names used before the kernels were reorganis
 PASSES = ("forward", "input", "weight")
 
 
+# The module whose ``backward_input`` (and, for the first three, ``backward_weight``) each kernel name runs.
+_INPUT_KERNELS = {"reference": reference, "gemm": gemm, "depthwise": depthwise, "rowshift": rowshift, "grid": grid,
+                  "col2im": chunked}
+
+
 class Plan(NamedTuple):
     """The kernel each pass runs: forward in {reference, gemm, im2col, rowshift, depthwise}, grad-input in
     {reference, gemm, col2im, grid, rowshift, depthwise}, grad-weight in {reference, gemm, im2col, rowshift,
@@ -136,15 +141,7 @@ def backward_input(geo: ConvGeometry, dy: np.ndarray, w: np.ndarray, algorithm: 
     w = w.astype(dy.dtype, copy=False)
     if kind == "rowshift" and cropped:
         kind = "grid"  # rowshift's row grid assumes the full output
-    if kind == "depthwise":
-        return depthwise.backward_input(geo, dy, w)
-    if kind == "reference":
-        return reference.backward_input(geo, dy, w)
-    if kind == "gemm":
-        return gemm.backward_input(geo, dy, w)
-    if kind == "rowshift":
-        return rowshift.backward_input(geo, dy, w)
-    return (grid if kind == "grid" else chunked).backward_input(geo, dy, w)
+    return _INPUT_KERNELS[kind].backward_input(geo, dy, w)
 
 
 def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray | None, algorithm: str = "auto",
@@ -163,12 +160,8 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray | None, alg
     if x is None and (kept is None or kind in ("reference", "gemm", "depthwise")):
         raise ValueError("conv2d_backward_weight: x may be None only with the forward's cols given (not with "
                          f"the {kind!r} algorithm)")
-    if kind == "depthwise":
-        return depthwise.backward_weight(geo, dy, x)
-    if kind == "reference":
-        return reference.backward_weight(geo, dy, x)
-    if kind == "gemm":
-        return gemm.backward_weight(geo, dy, x)
+    if kind in ("reference", "gemm", "depthwise"):  # they read x itself, never the forward's columns
+        return _INPUT_KERNELS[kind].backward_weight(geo, dy, x)
     if kept is not None and kept != kind:
         raise ValueError(f"conv2d_backward_weight: cols come from the {kept!r} algorithm, not {kind!r}")
     if kind == "rowshift" and not cropped:
