@@ -23,6 +23,8 @@ for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte 
 done
 if [ "$MODE" = test ]; then
   command -v mpirun >/dev/null && command -v mpicc >/dev/null || APT_PACKAGES+=(openmpi-bin libopenmpi-dev)
+  # the browser tests of numcnn explore drive Debian's headless Chromium through its chromedriver
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null || APT_PACKAGES+=(chromium chromium-driver)
 fi
 if [ "${#APT_PACKAGES[@]}" -gt 0 ] && command -v apt-get >/dev/null; then
   $SUDO apt-get update -qq
@@ -32,7 +34,7 @@ fi
 if [ "$MODE" = train ]; then
   EXTRAS="cli"; IMPORTS="numcnn.cli, tqdm, matplotlib, PIL"
 else
-  EXTRAS="all"; IMPORTS="numcnn.cli, torch, hypothesis, pytest, tqdm, matplotlib, PIL, onnx"
+  EXTRAS="all"; IMPORTS="numcnn.cli, torch, hypothesis, pytest, tqdm, matplotlib, PIL, onnx, starlette, uvicorn, httpx, selenium, multipart, jsonschema"
   # mpi4py compiles against the MPI found by mpicc: only where there is one.
   if command -v mpicc >/dev/null; then EXTRAS="all,mpi"; IMPORTS="$IMPORTS, mpi4py"; fi
 fi

@@ -48,10 +48,10 @@ ROOT = "numcnn"
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("numcnn.kernels", "numcnn._config", "numcnn._io", "numcnn._version"),
     1: ("numcnn.autograd",),
-    2: ("numcnn.nn", "numcnn.optim", "numcnn.serialization", "numcnn.data"),
+    2: ("numcnn.nn", "numcnn.optim", "numcnn.serialization", "numcnn.pth", "numcnn.data"),
     3: ("numcnn.models", "numcnn.vision", "numcnn.onnx", "numcnn.utils"),
     4: ("numcnn.training",),
-    5: ("numcnn.distributed", "numcnn.bench"),
+    5: ("numcnn.distributed", "numcnn.bench", "numcnn.explore"),
     6: ("numcnn.cli", "numcnn.__main__"),
 }
 
