@@ -124,7 +124,8 @@ def test_three_scores_against_ten_class_names(cli, config, tmp_path, image, data
 
 def test_three_class_config_evaluated_against_ten_labels(cli, config, tmp_path, image, data_dir):
     """Model and names agree (3), the dataset's labels do not (10): evaluate refuses; predict may name them."""
-    three = {**config, "dataset": {**config["dataset"], "classes": ["a", "b", "c"]}}
+    three = {**config, "dataset": {**config["dataset"], "classes": ["a", "b", "c"]},
+             "model": {**config["model"], "num_classes": 3}}
     path = write(tmp_path / "three-names.onnx", *linear(k=3), three)
     refused(cli("evaluate", path, "--data-dir", data_dir, "--out", tmp_path), path,
             "names 3 classes, but the labels of", "are 10 classes")
@@ -132,24 +133,27 @@ def test_three_class_config_evaluated_against_ten_labels(cli, config, tmp_path, 
     assert r.rc == 0 and sorted(line.split()[0] for line in r.lines[1:]) == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("classes", [None, [], ["a", 3]])
-def test_metadata_without_class_names(cli, config, tmp_path, image, data_dir, classes):
+@pytest.mark.parametrize("classes, needle", [
+    (None, "dataset.classes is missing, expected a list of 1 to 10000 class names (strings)"),
+    ([], "dataset.classes is [], expected a list of 1 to 10000 class names (strings)"),
+    (["a", 3], "dataset.classes.1 is 3, expected a string")])
+def test_metadata_without_class_names(cli, config, tmp_path, image, data_dir, classes, needle):
     ds = {k: v for k, v in config["dataset"].items() if k != "classes"}
     if classes is not None:
         ds["classes"] = classes
     path = write(tmp_path / "nameless.onnx", *linear(), {**config, "dataset": ds})
-    both(cli, path, image, data_dir, "the run config has no valid dataset.classes (the class names)")
+    both(cli, path, image, data_dir, needle)
 
 
 def test_other_config_faults(cli, config, tmp_path, image, data_dir):
     bad = {**config, "normalization": {"mean": [0.5], "std": [0]}}
     path = write(tmp_path / "std0.onnx", *linear(), bad)
-    both(cli, path, image, data_dir, "no valid normalization mean and std")
+    both(cli, path, image, data_dir, "normalization.std.0 is 0, expected a number > 0")
     bad = {**config, "dataset": {**config["dataset"], "image_shape": [1, 28]}}
     path = write(tmp_path / "shape2.onnx", *linear(), bad)
-    both(cli, path, image, data_dir, "no valid dataset.image_shape")
+    both(cli, path, image, data_dir, "dataset.image_shape is [1, 28], expected a list of 3 sizes")
     path = write(tmp_path / "loss.onnx", *linear(), {**config, "recipe": {**config["recipe"], "loss": "hinge"}})
-    refused(cli("evaluate", path, "--data-dir", data_dir), path, "no usable loss", "unknown loss 'hinge'")
+    both(cli, path, image, data_dir, 'recipe.loss is "hinge", expected one of "cross_entropy", "mse"')
 
 
 def test_two_outputs(cli, config, tmp_path, image, data_dir):

@@ -209,7 +209,7 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     ck = tmp_path / "ck"
     save_checkpoint(ck, model=m, epoch=1)
     (ck / "state.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not a valid checkpoint"):
+    with pytest.raises(ValueError, match="state.json: not valid JSON"):
         load_checkpoint(ck, model=small_net())
     (ck / "state.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ValueError, match="not a numcnn checkpoint"):

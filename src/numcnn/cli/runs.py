@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import models
+from .._schema import SchemaError, parse_json, read_json
 from .._version import __version__
 from ..autograd import Tensor, no_grad
 from ..data import MNIST, DataLoader, FashionMNIST, Normalize, random_split
@@ -39,8 +40,8 @@ from ..serialization import atomic_write, load
 from ..training import Callback
 from ..training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .errors import CLIError
+from .run_schema import FORMAT, check_config
 
-FORMAT = "numcnn-run/1"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint"
@@ -143,40 +144,10 @@ def read_config(folder: Path) -> dict:
     if not path.is_file():
         raise CLIError(f"{folder} is not a numcnn run folder (no {CONFIG}; runs are made by 'numcnn train')")
     try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CLIError(f"{path}: not valid JSON ({e})") from None
+        config = read_json(path)
+    except SchemaError as e:
+        raise CLIError(str(e)) from None
     return check_config(config, str(path))
-
-
-def check_config(config, where: str) -> dict:
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        got = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise CLIError(f"{where}: not a numcnn run config (format {got!r}, expected {FORMAT!r})")
-    for key in ("model", "dataset", "normalization", "recipe", "seed"):
-        if key not in config:
-            raise CLIError(f"{where}: the run config has no {key!r} entry")
-    model, ds, norm = config["model"], config["dataset"], config["normalization"]
-    problems = [what for what, ok in (
-        ("model.name", isinstance(model, dict) and isinstance(model.get("name"), str)),
-        ("dataset.classes (the class names)", isinstance(ds, dict) and isinstance(ds.get("classes"), list)
-         and len(ds["classes"]) > 0 and all(isinstance(c, str) for c in ds["classes"])),
-        ("dataset.image_shape", isinstance(ds, dict) and isinstance(ds.get("image_shape"), list)
-         and len(ds["image_shape"]) == 3 and all(_count(v) for v in ds["image_shape"])),
-        ("normalization mean and std", isinstance(norm, dict) and _numbers(norm.get("mean"))
-         and _numbers(norm.get("std")) and 0 not in norm["std"])) if not ok]
-    if problems:
-        raise CLIError(f"{where}: the run config has no valid {', '.join(problems)}")
-    return config
-
-
-def _count(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 16
-
-
-def _numbers(v) -> bool:
-    ok = isinstance(v, list) and len(v) > 0
-    return ok and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
 
 
 # -- loading a trained model -----------------------------------------------------------------------------------
@@ -266,10 +237,11 @@ def _load_onnx(path: Path) -> Loaded:
     except ValueError as e:
         raise CLIError(str(e)) from None
     if CONFIG_KEY in model.metadata:
+        where = f"{path} (metadata {CONFIG_KEY})"
         try:
-            config = check_config(json.loads(model.metadata[CONFIG_KEY]), f"{path} (metadata {CONFIG_KEY})")
-        except json.JSONDecodeError as e:
-            raise CLIError(f"{path}: its {CONFIG_KEY} metadata is not valid JSON ({e})") from None
+            config = check_config(parse_json(model.metadata[CONFIG_KEY], where), where)
+        except SchemaError as e:
+            raise CLIError(str(e)) from None
     elif has_config(path.parent):
         config = read_config(path.parent)
     else:

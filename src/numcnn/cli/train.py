@@ -245,7 +245,9 @@ def _restore(plan: _Plan, data: _Data, training: _Training) -> None:
             training.history = resume(checkpoint, model=training.model, optimizer=training.optimizer,
                                       scheduler=training.scheduler, train_loader=training.train_loader)
         except (FileNotFoundError, ValueError) as e:
-            raise CLIError(f"cannot resume from {checkpoint}: {e}") from None
+            msg = str(e)  # most name the file already
+            named = msg.startswith(str(checkpoint))
+            raise CLIError(msg if named else f"cannot resume from {checkpoint}: {msg}") from None
         if len(training.history) > data.epochs:
             r = plan.config["recipe"]
             raise CLIError(too_few_epochs(len(training.history), data.epochs, r["scheduler"], r["epochs"]))

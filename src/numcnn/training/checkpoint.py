@@ -22,11 +22,11 @@ import numpy as np
 
 from .. import _config
 from .._io import atomic_write, fsync_dir
+from .._schema import check, read_json
 from .._version import __version__
 from ..kernels.runtime import runtime
 from ..serialization import load, save
-
-FORMAT = "numcnn-checkpoint/1"
+from .checkpoint_schema import FORMAT, MAX_BYTES, STATE_SCHEMA
 
 
 def _encode(v):
@@ -194,13 +194,12 @@ def checkpoint_epoch(folder) -> int | None:
 def read_checkpoint(folder) -> dict:
     """The checkpoint's state.json (decoded), its model arrays and optimizer arrays."""
     folder = _locate(Path(folder))
-    try:
-        state = json.loads((folder / "state.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ValueError(f"{folder / 'state.json'}: not a valid checkpoint file ({e})") from None
+    path = folder / "state.json"
+    state = read_json(path, MAX_BYTES)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{folder / 'state.json'}: not a numcnn checkpoint (format {state.get('format')!r}, "
+        raise ValueError(f"{path}: not a numcnn checkpoint (format {state.get('format')!r}, "
                          f"expected {FORMAT!r})" if isinstance(state, dict) else f"{folder}: not a checkpoint")
+    check(state, STATE_SCHEMA, str(path))
     state["model"] = load(folder / "model.safetensors")
     if "optimizer" in state:
         state["optimizer_arrays"] = load(folder / "optimizer.safetensors")
