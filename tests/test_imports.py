@@ -47,7 +47,7 @@ ROOT = "numcnn"
 #: Layer -> the packages and modules in it, lowest first (``numcnn.vision`` does not exist yet: its place if it comes).
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("numcnn.kernels", "numcnn._config", "numcnn._io", "numcnn._schema", "numcnn._version"),
-    1: ("numcnn.autograd",),
+    1: ("numcnn.autograd", "numcnn.cuda", "numcnn.backends", "numcnn.accelerator"),
     2: ("numcnn.nn", "numcnn.optim", "numcnn.serialization", "numcnn.pth", "numcnn.data"),
     3: ("numcnn.models", "numcnn.vision", "numcnn.onnx", "numcnn.utils"),
     4: ("numcnn.training",),

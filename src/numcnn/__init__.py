@@ -6,6 +6,10 @@ from ._config import manual_seed, tune_malloc_from_env
 from ._version import __version__  # noqa: F401 - numcnn.__version__
 from .autograd import Tensor, cat, enable_grad, is_grad_enabled, no_grad, stack, tensor, where
 from .autograd.creation import arange, empty, full, ones, ones_like, rand, randint, randn, zeros, zeros_like
+from .autograd.device import device
+from .autograd.function_forms import *  # noqa: F403 - numcnn.max(x, 1), numcnn.flatten(x, 1), ... (PyTorch's forms)
+from .autograd.function_forms import FORMS as _FORMS
+from .autograd.tensor import Size
 from .serialization import load, save
 
 tune_malloc_from_env()  # see numcnn/_config/malloc.py: freed activations stay mapped for the next step
@@ -20,7 +24,7 @@ float = float32  # noqa: A001 - torch.float is float32
 double = float64
 long = int64
 
-from . import models, nn, optim, utils  # noqa: E402  (they import the names above)
+from . import accelerator, backends, cuda, models, nn, optim, utils  # noqa: E402  (they import the names above)
 from .kernels.runtime import runtime  # noqa: E402
 
 
@@ -46,8 +50,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'numcnn' has no attribute {name!r}")
 
 
-__all__ = [
-    "Tensor", "arange", "cat", "empty", "enable_grad", "full", "get_num_threads", "is_grad_enabled", "load",
-    "manual_seed", "models", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "runtime",
-    "save", "set_num_threads", "stack", "tensor", "utils", "where", "zeros", "zeros_like",
+__all__ = [*_FORMS,
+    "Size", "Tensor", "accelerator", "backends", "cuda", "device", "arange", "cat", "empty", "enable_grad",
+    "full", "get_num_threads", "is_grad_enabled", "load", "manual_seed", "models", "nn", "no_grad", "ones",
+    "ones_like", "optim", "rand", "randint", "randn", "runtime", "save", "set_num_threads", "stack", "tensor",
+    "utils", "where", "zeros", "zeros_like"
 ]

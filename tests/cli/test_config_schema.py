@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from numcnn._schema import MAX_DEPTH, SchemaError, check, describe, read_json
-from numcnn.cli.run_schema import CONFIG_SCHEMA
+from numcnn.training.run_config import CONFIG_SCHEMA
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""No file can make numcnn run code: no pickle anywhere in the package, np.load only with allow_pickle=False, and
+"""No file can make numcnn run code: no pickle outside the allow-list unpicklers (``RESTRICTED_UNPICKLERS``, whose
+refusals tests/hostile/test_pth_files.py and tests/data test), np.load only with allow_pickle=False, and
 a pickle bomb handed to every loader is refused without running. Saves are atomic: a crash mid-save leaves the
 previous file whole."""
 
@@ -17,6 +18,10 @@ import numcnn.onnx
 from numcnn.data import read_idx
 
 SRC = Path(numcnn.__file__).parent
+#: The only modules that may use pickle: PyTorch checkpoints and CIFAR's Python files, each read by an Unpickler
+#: whose find_class allows a short list of names and whose opcodes are scanned before anything is unpickled.
+RESTRICTED_UNPICKLERS = {"pth.py", "data/safe_pickle.py"}
+PICKLE_PATTERNS = (r"\bimport (c?pickle|marshal|shelve|dill|joblib)\b", r"\bpickle\.")
 
 
 def _sources():
@@ -28,7 +33,9 @@ def _sources():
     r"(?<!def )(?<![.\w])(eval|exec)\((?!\))",  # the builtins (always with an argument), not Module.eval()
 ])
 def test_no_deserializer_that_runs_code(pattern):
-    hits = [f"{p.relative_to(SRC)}:{i}" for p in _sources() for i, line in enumerate(p.read_text().splitlines(), 1)
+    sources = [p for p in _sources()
+               if pattern not in PICKLE_PATTERNS or str(p.relative_to(SRC)) not in RESTRICTED_UNPICKLERS]
+    hits = [f"{p.relative_to(SRC)}:{i}" for p in sources for i, line in enumerate(p.read_text().splitlines(), 1)
             if re.search(pattern, line) and not line.lstrip().startswith("#")]
     assert not hits, f"{pattern} found in {hits}"
 

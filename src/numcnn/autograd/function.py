@@ -18,6 +18,8 @@ backward ever runs, ``release`` is never called and the memory is simply freed w
 
 from __future__ import annotations
 
+import numpy as np
+
 from .grad_mode import _GradMode
 
 # The Tensor class, registered by autograd/tensor.py when it defines it (tensor.py imports this module, so importing
@@ -36,9 +38,22 @@ _forward_hook = None
 
 
 class Context:
-    """Per-call storage for backward."""
+    """Per-call storage for backward, and the node of the autograd graph that a result's ``grad_fn`` is: it has
+    PyTorch's ``name()`` ("MulBackward0") and ``next_functions`` (one ``(node, 0)`` per input: the input's own
+    ``grad_fn``, an ``AccumulateGrad`` for a leaf that requires grad, ``None`` otherwise), so a script can walk
+    the graph as the autograd tutorial does."""
 
-    __slots__ = ("saved_tensors", "needs_input_grad", "parents", "fn", "_releases", "__dict__")
+    __slots__ = ("saved_tensors", "needs_input_grad", "parents", "fn", "_releases", "_name", "_tensors", "__dict__")
+
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def next_functions(self) -> tuple:
+        return tuple((_node_of(p), 0) for p, t in zip(self.parents, self._tensors) if t)
+
+    def __repr__(self) -> str:
+        return f"<{self._name} object at {id(self):#x}>"
 
     def save_for_backward(self, *arrays) -> None:
         self.saved_tensors = arrays
@@ -59,7 +74,43 @@ class Context:
         self.fn = None
 
 
+class AccumulateGrad:
+    """The graph node that adds a gradient into a leaf's ``.grad`` (``variable`` is the leaf)."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def name(self) -> str:
+        return "torch::autograd::AccumulateGrad"
+
+    @property
+    def next_functions(self) -> tuple:
+        return ()
+
+    def __repr__(self) -> str:
+        return f"<AccumulateGrad object at {id(self):#x}>"
+
+
+def _node_of(t):
+    if t is None or not t.requires_grad:
+        return None
+    return t._ctx if t._ctx is not None else AccumulateGrad(t)
+
+
+def backward_name(cls) -> str:
+    """PyTorch's name for the backward of Function ``cls``: ``Mul`` -> ``MulBackward0``."""
+    name = cls.__name__.lstrip("_")
+    for suffix in ("Function", "Op"):
+        if name.endswith(suffix) and name != suffix:
+            name = name[: -len(suffix)]
+    return f"{name}Backward0"
+
+
 class Function:
+    #: How many leading arguments are inputs even when they are Python scalars (``x / 2``): Add, Sub, Mul, Div.
+    n_inputs = 0
     @staticmethod
     def forward(ctx: Context, *args, **kwargs):  # pragma: no cover - interface
         raise NotImplementedError
@@ -88,6 +139,8 @@ class Function:
         result = Tensor._make(out, record)
         if record:
             ctx.fn = cls
+            ctx._name = backward_name(cls)
+            ctx._tensors = tuple(isinstance(a, (Tensor, np.ndarray)) or i < cls.n_inputs for i, a in enumerate(args))
             ctx.parents = tuple(a if n else None for a, n in zip(args, needs))
             result._ctx = ctx
         if _forward_hook is not None:

@@ -32,6 +32,8 @@ def _shape(x) -> tuple[int, ...]:
 
 
 class Add(Function):
+    n_inputs = 2  # a Python scalar operand is an input too (grad_fn.next_functions lists it, as in PyTorch)
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (_shape(a), _shape(b))
@@ -45,6 +47,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    n_inputs = 2  # a Python scalar operand is an input too (grad_fn.next_functions lists it, as in PyTorch)
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (_shape(a), _shape(b))
@@ -58,6 +62,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    n_inputs = 2  # a Python scalar operand is an input too (grad_fn.next_functions lists it, as in PyTorch)
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -74,6 +80,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    n_inputs = 2  # a Python scalar operand is an input too (grad_fn.next_functions lists it, as in PyTorch)
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)

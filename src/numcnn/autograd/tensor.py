@@ -6,13 +6,55 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import activation_ops, function, ops
+from . import activation_ops, function, ops, printing
+from .device import CPU, check_cpu, device, is_device_spec
 from .engine import run_backward
 from .grad_mode import _GradMode
 
 DEFAULT_FLOAT = np.dtype(np.float32)
 
 MaxMinResult = namedtuple("MaxMinResult", ["values", "indices"])
+
+#: PyTorch's legacy type names (``x.type()``), by dtype.
+_TYPE_NAMES = {np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "DoubleTensor",
+               np.dtype(np.float16): "HalfTensor", np.dtype(np.int64): "LongTensor", np.dtype(np.int32): "IntTensor",
+               np.dtype(np.int16): "ShortTensor", np.dtype(np.int8): "CharTensor", np.dtype(np.uint8): "ByteTensor",
+               np.dtype(np.bool_): "BoolTensor"}
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple of ints that prints as ``numcnn.Size([2, 3])``, as ``torch.Size`` does."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"numcnn.Size({list(self)})"
+
+    def numel(self) -> int:
+        return int(np.prod(self, dtype=np.int64))
+
+
+def to_args(fn: str, args: tuple, kwargs: dict):
+    """``(device or None, dtype or None, copy)`` from the arguments of ``Tensor.to`` / ``Module.to``."""
+    kwargs = dict(kwargs)
+    target, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    copy = bool(kwargs.pop("copy", False))
+    kwargs.pop("non_blocking", None), kwargs.pop("memory_format", None)
+    if kwargs:
+        raise TypeError(f"{fn}() got an unexpected keyword argument {next(iter(kwargs))!r}")
+    for a in args:
+        if isinstance(a, Tensor):
+            target, dtype = a.device, a.dtype
+        elif is_device_spec(a) or isinstance(a, int) and not isinstance(a, bool):
+            target = a
+        elif isinstance(a, bool):
+            continue  # to(dtype, non_blocking, copy) given by position
+        else:
+            try:
+                dtype = np.dtype(a)
+            except TypeError:
+                raise TypeError(f"{fn}(): expected a device, a dtype or a Tensor, got {a!r}") from None
+    return target, dtype, copy
 
 
 def to_array(data, dtype=None) -> np.ndarray:
@@ -97,8 +139,8 @@ class Tensor:
 
     # ------------------------------------------------------------ properties
     @property
-    def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+    def shape(self) -> Size:
+        return Size(self.data.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -114,14 +156,15 @@ class Tensor:
 
     @property
     def grad_fn(self):
-        return None if self._ctx is None else self._ctx.fn
+        """The graph node that made this tensor (see autograd/function.py), None for a leaf."""
+        return self._ctx
 
     @property
     def T(self) -> Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
     def size(self, dim: int | None = None):
-        return self.data.shape if dim is None else self.data.shape[dim]
+        return Size(self.data.shape) if dim is None else self.data.shape[dim]
 
     def dim(self) -> int:
         return self.data.ndim
@@ -135,15 +178,7 @@ class Tensor:
         return self.data.shape[0]
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
-        extra = ""
-        if self.data.dtype != DEFAULT_FLOAT and self.data.dtype != np.int64:
-            extra += f", dtype={self.data.dtype}"
-        if self._ctx is not None and self._ctx.fn is not None:
-            extra += f", grad_fn=<{self._ctx.fn.__name__}Backward>"
-        elif self.requires_grad:
-            extra += ", requires_grad=True"
-        return f"tensor({body}{extra})"
+        return printing.tensor_repr(self)
 
     def __array__(self, dtype=None, copy=None):
         return self.data if dtype is None else self.data.astype(dtype)
@@ -210,13 +245,43 @@ class Tensor:
     def tolist(self):
         return self.data.tolist()
 
-    def to(self, dtype) -> Tensor:
+    def to(self, *args, **kwargs) -> Tensor:
+        """``to(dtype)``, ``to(device, dtype=None)``, ``to(other)`` (its device and dtype), as in PyTorch; returns
+        ``self`` when nothing changes (unless ``copy=True``). The device must be the CPU (see autograd/device.py);
+        ``non_blocking`` and ``memory_format`` are accepted and change nothing on a CPU."""
+        target, dtype, copy = to_args("Tensor.to", args, kwargs)
+        if target is not None:
+            check_cpu(target)
+        if dtype is None or np.dtype(dtype) == self.data.dtype:
+            return self.clone() if copy else self
         dtype = np.dtype(dtype)
-        if dtype == self.data.dtype:
-            return self
         if self.requires_grad and _GradMode.enabled and _is_float(dtype):
             return ops.Cast.apply(self, dtype)
         return Tensor._make(self.data.astype(dtype), False)
+
+    @property
+    def device(self) -> device:
+        return CPU
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def cuda(self, device=None, non_blocking: bool = False) -> Tensor:  # noqa: ARG002 - torch's signature
+        check_cpu("cuda" if device is None else device if not isinstance(device, int) else f"cuda:{device}")
+
+    def type(self, dtype=None, non_blocking: bool = False):  # noqa: A003 - torch's name
+        """Without ``dtype``: the PyTorch type name ("numcnn.FloatTensor"); with one (a dtype or such a name): the
+        tensor cast to it."""
+        if dtype is None:
+            return f"numcnn.{_TYPE_NAMES.get(self.data.dtype, self.data.dtype.name)}"
+        if isinstance(dtype, str) and dtype.split(".")[-1] in _TYPE_NAMES.values():
+            name = dtype.split(".")[-1]
+            dtype = next(d for d, n in _TYPE_NAMES.items() if n == name)
+        return self.to(dtype)
 
     def float(self) -> Tensor:
         return self.to(np.float32)
@@ -373,6 +438,9 @@ class Tensor:
     def __ge__(self, o):
         return self._compare(o, np.greater_equal)
 
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+    greater, less, greater_equal, less_equal, not_equal = __gt__, __lt__, __ge__, __le__, __ne__
+
     def add(self, o):
         return self + o
 
@@ -473,10 +541,12 @@ class Tensor:
     def min(self, dim: int | None = None, keepdim: bool = False):
         return self._maxmin(dim, keepdim, False)
 
-    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    def argmax(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
+        dim = dim if axis is None else axis
         return Tensor._make(np.asarray(np.argmax(self.data, axis=dim, keepdims=keepdim), dtype=np.int64), False)
 
-    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    def argmin(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
+        dim = dim if axis is None else axis
         return Tensor._make(np.asarray(np.argmin(self.data, axis=dim, keepdims=keepdim), dtype=np.int64), False)
 
     # ------------------------------------------------------------ shapes
@@ -541,9 +611,11 @@ Tensor.__module__ = "numcnn"
 function.register_tensor_type(Tensor)  # Function.apply wraps its outputs in Tensors
 
 
-def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor:
     """Make a Tensor. An ndarray keeps its dtype and is wrapped without a copy (so int64 labels stay int64);
-    Python floats become float32, Python ints int64, as in PyTorch."""
+    Python floats become float32, Python ints int64, as in PyTorch. ``device``: the CPU (autograd/device.py)."""
+    if device is not None:
+        check_cpu(device)
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
 
 

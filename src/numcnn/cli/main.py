@@ -10,6 +10,7 @@ import re
 import sys
 
 from .. import __version__
+from ..training.run_config import RunError
 from .argtypes import typed_model_options
 from .errors import CLIError
 from .numerics import quiet_numpy
@@ -72,12 +73,12 @@ def _refuse_extras(parser: Parser, args: argparse.Namespace, extras: list[str]) 
 
 
 def build_parser() -> Parser:
-    from . import bench, evaluate, export, plot, predict, summary, train
+    from . import bench, evaluate, explore, export, plot, predict, summary, train
 
     parser = Parser(prog="numcnn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"numcnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for module in (train, evaluate, predict, export, summary, plot, bench):
+    for module in (train, evaluate, predict, export, summary, plot, bench, explore):
         module.add_parser(sub)
     return parser
 
@@ -125,7 +126,7 @@ def _main(argv: list[str] | None) -> int:
         _type_model_options(args)
         with quiet_numpy():  # no raw RuntimeWarning: the commands warn about NaN/Inf in their own words
             return _end_job(args.run(args))
-    except CLIError as e:
+    except (CLIError, RunError) as e:  # RunError: a run folder's file that cannot be read (training/run_config.py)
         print(f"numcnn {args.command}: error: {_rank_prefix()}{e}", file=sys.stderr)
         return _end_job(2)
     except KeyboardInterrupt:

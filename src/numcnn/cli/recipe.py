@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from .. import optim
 from ..data import Compose, Normalize, RandomCrop, RandomHorizontalFlip
+from ..training.run_config import OPTIMIZERS, SCHEDULERS
 from .errors import CLIError
 
-OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop,
-              "adagrad": optim.Adagrad, "adadelta": optim.Adadelta, "adamax": optim.Adamax, "nadam": optim.NAdam,
-              "radam": optim.RAdam, "asgd": optim.ASGD}
-SCHEDULERS = ("onecycle", "step", "cosine", "none")
 # Schedules whose shape depends on the planned number of epochs: a finished run cannot be extended bit for bit.
 FIXED_LENGTH = ("onecycle", "cosine")
 

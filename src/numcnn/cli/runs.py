@@ -31,20 +31,26 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import models
-from .._schema import SchemaError, parse_json, read_json
+from .._schema import SchemaError, parse_json
 from .._version import __version__
 from ..autograd import Tensor, no_grad
-from ..data import MNIST, DataLoader, FashionMNIST, Normalize, random_split
-from ..serialization import atomic_write, load
+from ..data import DataLoader, Normalize, random_split
+from ..serialization import atomic_write
 from ..training import Callback
 from ..training.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from ..training.run_config import (
+    CHECKPOINT,
+    CONFIG,
+    DATASETS,
+    FORMAT,
+    WEIGHTS,
+    RunError,
+    check_config,
+    load_trained_run,
+    read_config,
+)
 from .errors import CLIError
-from .run_schema import FORMAT, check_config
 
-CONFIG = "config.json"
-WEIGHTS = "model.safetensors"
-CHECKPOINT = "checkpoint"
 ONNX_FILE = "model.onnx"
 #: Key of the ONNX metadata_props entry holding the run's config.json (written by ``numcnn export``), so the file
 #: alone is enough for ``numcnn predict`` / ``numcnn evaluate`` (class names, normalization).
@@ -59,7 +65,6 @@ RUN_FILES = (MARKER, LOCK, CONFIG, WEIGHTS, "metrics.csv", "metrics.json", "curv
 CHECKPOINT_DIRS = (CHECKPOINT, f".{CHECKPOINT}.tmp", f".{CHECKPOINT}.old")
 #: ... and the files a checkpoint writes into them.
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
-DATASETS = {"fashion-mnist": FashionMNIST, "mnist": MNIST}
 VAL_IMAGES = 5000  # held out of the training file for validation (fewer for small --limit, see split_sizes)
 EVAL_BATCH = 200  # batch size of every evaluation: the same batches, hence the same numbers, in train and evaluate
 
@@ -136,20 +141,6 @@ def write_marker(folder: Path) -> None:
                                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
-def read_config(folder: Path) -> dict:
-    """The config.json of run folder ``folder``; CLIError when ``folder`` is not a run."""
-    path = folder / CONFIG
-    if not folder.exists():
-        raise CLIError(f"{folder}: no such folder")
-    if not path.is_file():
-        raise CLIError(f"{folder} is not a numcnn run folder (no {CONFIG}; runs are made by 'numcnn train')")
-    try:
-        config = read_json(path)
-    except SchemaError as e:
-        raise CLIError(str(e)) from None
-    return check_config(config, str(path))
-
-
 # -- loading a trained model -----------------------------------------------------------------------------------
 
 
@@ -164,65 +155,16 @@ class Loaded:
     pixels: bool = False  # the model takes pixels in [0, 1] (an ONNX file with the normalization in its graph)
 
 
-def build_model(config: dict):
-    m = config["model"]
-    try:
-        return models.get(m["name"], in_channels=m.get("in_channels", 1), num_classes=m.get("num_classes", 10),
-                          **m.get("options", {}))
-    except (ValueError, TypeError) as e:
-        raise CLIError(f"cannot build the run's model: {e}") from None
-
-
-def _checkpoint_config(folder: Path) -> tuple[dict, dict]:
-    from ..training import read_checkpoint
-
-    try:
-        state = read_checkpoint(folder)
-    except (FileNotFoundError, ValueError) as e:
-        raise CLIError(str(e)) from None
-    config = (state.get("extra") or {}).get("config")
-    if config is None and has_config(folder.parent):
-        config = read_config(folder.parent)
-    if config is None:
-        raise CLIError(f"{folder}: the checkpoint does not say which model it holds (no run config)")
-    return check_config(config, str(folder / "state.json")), state
-
-
 def load_trained(path: str | Path) -> Loaded:
     """The model of a run folder, a checkpoint folder, a run's ``.safetensors`` file or an ``.onnx`` file (from
     ``numcnn export``), with its config."""
     path = Path(path)
-    if not path.exists():
-        raise CLIError(f"{path}: no such file or folder")
     if path.is_file() and path.suffix == ".onnx":
         return _load_onnx(path)
-    if path.is_file():
-        if path.suffix != ".safetensors":
-            raise CLIError(f"{path}: expected a run folder, a checkpoint folder, a .safetensors or an .onnx file")
-        config, weights, run_folder, epoch = read_config(path.parent), path, path.parent, None
-        state_dict = _load_weights(weights)
-    elif (path / "state.json").is_file():
-        config, state = _checkpoint_config(path)
-        state_dict, weights, epoch = state["model"], path, state.get("epoch")
-        run_folder = path.parent if has_config(path.parent) else None
-    else:
-        config, run_folder = read_config(path), path
-        if (path / WEIGHTS).is_file():
-            weights, epoch = path / WEIGHTS, None
-            state_dict = _load_weights(weights)
-        elif (path / CHECKPOINT / "state.json").is_file():  # an unfinished run: its last checkpoint
-            _, state = _checkpoint_config(path / CHECKPOINT)
-            state_dict, weights, epoch = state["model"], path / CHECKPOINT, state.get("epoch")
-        else:
-            raise CLIError(f"{path}: the run has no {WEIGHTS} and no checkpoint yet (did training start?)")
-    model = build_model(config)
-    try:
-        model.load_state_dict(state_dict)
-    except (KeyError, ValueError, RuntimeError) as e:
-        msg = str(e).replace("\n\t", "; ").replace("\n", "; ")
-        raise CLIError(f"{weights}: the weights do not fit model {config['model']['name']!r}: {msg}") from None
-    model.eval()
-    return Loaded(model, config, run_folder, str(weights), epoch)
+    if path.is_file() and path.suffix != ".safetensors":
+        raise CLIError(f"{path}: expected a run folder, a checkpoint folder, a .safetensors or an .onnx file")
+    run = load_trained_run(path)
+    return Loaded(run.model, run.config, run.run_folder, run.source, run.epoch)
 
 
 def _load_onnx(path: Path) -> Loaded:
@@ -240,7 +182,7 @@ def _load_onnx(path: Path) -> Loaded:
         where = f"{path} (metadata {CONFIG_KEY})"
         try:
             config = check_config(parse_json(model.metadata[CONFIG_KEY], where), where)
-        except SchemaError as e:
+        except (SchemaError, RunError) as e:
             raise CLIError(str(e)) from None
     elif has_config(path.parent):
         config = read_config(path.parent)
@@ -299,13 +241,6 @@ def probe(loaded: Loaded, x: np.ndarray | None = None) -> None:
     with no_grad():
         out = run_model(loaded, loaded.model, Tensor(x))
     check_outputs(loaded, out, len(x))
-
-
-def _load_weights(path: Path) -> dict:
-    try:
-        return load(path)
-    except (OSError, ValueError) as e:
-        raise CLIError(str(e)) from None
 
 
 # -- data ----------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ..training import Checkpoint, TrainingDiverged, evaluate, fit, resume
 from ..training.callbacks import DivergenceWatch
 from ..training.checkpoint import has_checkpoint, recover_checkpoint
 from ..training.losses import get_loss
+from ..training.run_config import build_model
 from . import figures, numerics, run_folder, runs, stop, train_args, train_world
 from .errors import CLIError
 from .recipe import (
@@ -218,7 +219,7 @@ def _build_training(plan: _Plan, data: _Data) -> _Training:
     config, world, seed, sampler = plan.config, plan.world, plan.seed, data.sampler
     r = config["recipe"]
     manual_seed(seed)
-    model = runs.build_model(config)
+    model = build_model(config)
     loss_fn = get_loss(r["loss"])
     train_loader = DataLoader(data.train_set, batch_size=data.batch, shuffle=sampler is None, sampler=sampler,
                               generator=np.random.default_rng([seed, 1] if world is None else [seed, 1, world.rank]),

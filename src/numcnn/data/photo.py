@@ -106,18 +106,20 @@ def to_dataset_style(gray, size: int | Sequence[int] = 28, invert: bool | None =
     return np.ascontiguousarray(out), bool(invert)
 
 
-def load_photo(path: str | os.PathLike, size: int | Sequence[int] = 28,
+def load_photo(path, size: int | Sequence[int] = 28,
                invert: bool | None = None, fit: str | None = None) -> tuple[np.ndarray, bool]:
-    """Read an image file as a dataset-style gray image: ``(uint8 (height, width), inverted)``.
+    """Read an image file (a path, or a binary file object such as an upload's ``io.BytesIO``) as a dataset-style
+    gray image: ``(uint8 (height, width), inverted)``.
 
     Colour is converted to gray (ITU-R 601 luma, Pillow's "L"); transparent pixels count as white paper, so a
     drawing on a transparent background is dark-on-light. Then :func:`to_dataset_style` (``fit`` as there).
     Raises FileNotFoundError for a missing file and ValueError (naming the file) for one Pillow cannot read.
     """
     Image = _pil()
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such image file")
+    if not hasattr(path, "read"):
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such image file")
     try:
         with Image.open(path) as im:
             im.load()
@@ -127,5 +129,6 @@ def load_photo(path: str | os.PathLike, size: int | Sequence[int] = 28,
                 im = Image.alpha_composite(white, rgba)
             gray = im.convert("L")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{path}: cannot read this image ({type(err).__name__}: {err})") from None
+        name = path if isinstance(path, str) else "the image"
+        raise ValueError(f"{name}: cannot read this image ({type(err).__name__}: {err})") from None
     return to_dataset_style(gray, size, invert, fit)

@@ -312,6 +312,8 @@ class Optimizer:
 
     @staticmethod
     def _load_state_value(param: Any, index: Any, key: str, value: Any) -> Any:
+        if hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # a Tensor (e.g. from a .pth checkpoint)
+            value = value.numpy()
         data = param.data
         if key == "step":
             return float(np.asarray(value))

@@ -8,8 +8,9 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from ...autograd.device import check_cpu
 from ...autograd.grad_mode import no_grad
-from ...autograd.tensor import Tensor
+from ...autograd.tensor import Tensor, to_args
 from ..parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -234,9 +235,19 @@ class Module:
                 else:
                     p.grad.data[...] = 0
 
-    def to(self, dtype) -> Module:
-        """Cast floating-point parameters and buffers to ``dtype`` (e.g. float64 for gradient checks)."""
+    def to(self, *args, **kwargs) -> Module:
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(tensor)`` as in PyTorch: floating-point
+        parameters and buffers cast to ``dtype`` (e.g. float64 for gradient checks); the device must be the CPU
+        (numcnn has no other, see autograd/device.py). Returns the module itself."""
+        target, dtype, _ = to_args(f"{type(self).__name__}.to", args, kwargs)
+        if target is not None:
+            check_cpu(target, "module")
+        if dtype is None:
+            return self
         dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__}.to() only accepts floating point dtypes, but got desired dtype="
+                            f"{dtype}")
         for m in self.modules():
             for store in (m._parameters, m._buffers):
                 for v in store.values():
@@ -248,6 +259,12 @@ class Module:
 
     def float(self) -> Module:
         return self.to(np.float32)
+
+    def cpu(self) -> Module:
+        return self
+
+    def cuda(self, device=None) -> Module:
+        check_cpu("cuda" if device is None else device if not isinstance(device, int) else f"cuda:{device}", "module")
 
     def double(self) -> Module:
         return self.to(np.float64)

@@ -1,0 +1,208 @@
+"""The surface PyTorch scripts touch outside the math, against PyTorch itself: devices, ``.to``, the function forms of
+Tensor methods (``torch.max(x, 1)``), comparisons as methods, ``type()``, ``Size``, tensor printing and ``grad_fn``
+graph nodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import numcnn
+import numcnn.backends.cudnn
+from numcnn.autograd.function_forms import METHOD_FORMS
+
+
+def same_text(ours: str, theirs: str) -> None:
+    assert ours == theirs.replace("torch.", "numcnn."), (ours, theirs)
+
+
+# -- devices ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [("cpu",), ("cuda",), ("cuda:1",), ("cuda", 0), ("mps",), ("cpu", 0)])
+def test_device_is_made_and_printed_as_pytorch(args):
+    ours, theirs = numcnn.device(*args), torch.device(*args)
+    assert (ours.type, ours.index, str(ours)) == (theirs.type, theirs.index, str(theirs))
+    same_text(repr(ours), repr(theirs))
+    assert ours == numcnn.device(str(ours)) and hash(ours) == hash(numcnn.device(str(ours)))
+    assert (ours == "cpu") == (theirs == "cpu")  # a device is not equal to its name, in PyTorch either
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "cpu:-1"])
+def test_unknown_devices_are_refused_like_pytorch(bad):
+    with pytest.raises(RuntimeError):
+        torch.device(bad)
+    with pytest.raises(RuntimeError, match="device"):
+        numcnn.device(bad)
+
+
+def test_device_generic_code_picks_the_cpu_and_runs():
+    device = numcnn.device("cuda" if numcnn.cuda.is_available() else "cpu")
+    assert device == numcnn.device("cpu") and not numcnn.backends.mps.is_available()
+    assert numcnn.accelerator.current_accelerator() is None and numcnn.cuda.device_count() == 0
+    numcnn.backends.cudnn.benchmark = True  # accepted, changes nothing
+    model = numcnn.nn.Linear(3, 2).to(device)
+    x = numcnn.ones(4, 3, device=device).to(device)
+    assert model(x).device == device and x.is_cuda is False and x.cpu() is x and model.cpu() is model
+
+
+def test_asking_for_a_gpu_is_a_clear_error():
+    x = numcnn.ones(2)
+    for call in (lambda: x.cuda(), lambda: x.to("cuda"), lambda: x.to("mps"), lambda: numcnn.nn.Linear(2, 2).cuda(),
+                 lambda: numcnn.zeros(2, device="cuda:0"), lambda: numcnn.tensor([1.0], device="cuda")):
+        with pytest.raises(RuntimeError, match="numcnn computes on the CPU only"):
+            call()
+
+
+def test_to_takes_pytorch_arguments():
+    x, t = numcnn.ones(2, 3), torch.ones(2, 3)
+    cases = [(("cpu",), {}), ((numcnn.float32,), {}), ((numcnn.float64,), {}), (("cpu", numcnn.float64), {}),
+             ((), {"device": "cpu", "dtype": numcnn.float64}), ((numcnn.zeros(1, dtype=numcnn.float64),), {}),
+             ((numcnn.float32,), {"copy": True}), (("cpu",), {"non_blocking": True})]
+    for args, kwargs in cases:
+        targs = [getattr(torch, a.name) if isinstance(a, np.dtype) else torch.zeros(1, dtype=torch.float64)
+                 if isinstance(a, numcnn.Tensor) else a for a in args]
+        tkw = {k: getattr(torch, v.name) if isinstance(v, np.dtype) else v for k, v in kwargs.items()}
+        ours, theirs = x.to(*args, **kwargs), t.to(*targs, **tkw)
+        assert ours.dtype.name == str(theirs.dtype).removeprefix("torch.")
+        assert (ours is x) == (theirs is t), (args, kwargs)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        x.to(dtpye=numcnn.float64)
+
+
+def test_module_to_casts_floats_and_refuses_integer_dtypes():
+    m = numcnn.nn.Linear(2, 2)
+    assert m.to("cpu", numcnn.float64) is m and m.weight.dtype == np.float64
+    with pytest.raises(TypeError, match="only accepts floating point dtypes"):
+        m.to(numcnn.int64)
+
+
+def test_factories_take_size_and_device_keywords():
+    numcnn.manual_seed(0)
+    a = numcnn.rand(size=(2, 3), device="cpu")
+    numcnn.manual_seed(0)
+    assert np.array_equal(a.numpy(), numcnn.rand(2, 3).numpy())
+    assert numcnn.zeros(size=(2, 3)).shape == numcnn.ones((2, 3)).shape == numcnn.empty(2, 3).shape == (2, 3)
+    assert numcnn.randint(5, (3,)).numpy().max() < 5 and numcnn.randint(2, 4, (10,)).numpy().min() >= 2
+    with pytest.raises(TypeError, match="by position or as size="):
+        numcnn.zeros(2, size=(2,))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'shape'"):
+        numcnn.ones(shape=(2,))
+
+
+# -- function forms, comparisons, type, Size ----------------------------------------------------------------------
+
+FORM_ARGS = {"add": (2.0,), "sub": (1.5,), "mul": (3.0,), "div": (2.0,), "pow": (2.0,), "clamp": (-0.5, 0.5),
+             "eq": (0.0,), "ne": (0.0,), "lt": (0.1,), "le": (0.1,), "gt": (0.1,), "ge": (0.1,), "matmul": None,
+             "reshape": ((6, 4),), "permute": ((1, 0, 2),), "transpose": (0, 2), "unsqueeze": (1,), "softmax": (1,),
+             "log_softmax": (1,), "flatten": (1,), "argmax": (1,), "argmin": (2,), "sum": (1,), "mean": (2,),
+             "var": (1,), "std": (2,), "squeeze": (), "log": None, "sqrt": None}
+
+
+@pytest.mark.parametrize("name", METHOD_FORMS)
+def test_function_forms_equal_pytorch(name):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    if name in ("log", "sqrt"):
+        x = np.abs(x) + 0.1
+    args = FORM_ARGS.get(name) or ()
+    if name == "matmul":
+        args = (rng.standard_normal((2, 4, 5)).astype(np.float32),)
+    ours = getattr(numcnn, name)(numcnn.tensor(x), *[numcnn.tensor(a) if isinstance(a, np.ndarray) else a
+                                                    for a in args])
+    theirs = getattr(torch, name)(torch.from_numpy(x), *[torch.from_numpy(a) if isinstance(a, np.ndarray) else a
+                                                        for a in args])
+    if name == "numel":
+        assert ours == theirs
+        return
+    np.testing.assert_allclose(np.asarray(ours.numpy(), dtype=np.float64), theirs.numpy().astype(np.float64),
+                               rtol=1e-6, atol=1e-6)
+    assert ours.dtype.name == str(theirs.dtype).removeprefix("torch.")
+
+
+def test_max_and_min_forms_as_scripts_use_them():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    values, indices = numcnn.max(numcnn.tensor(a), 1)
+    tv, ti = torch.max(torch.from_numpy(a), 1)
+    assert np.array_equal(values.numpy(), tv.numpy()) and np.array_equal(indices.numpy(), ti.numpy())
+    assert float(numcnn.min(numcnn.tensor(a))) == float(torch.min(torch.from_numpy(a)))
+    x, y = numcnn.tensor(a, requires_grad=True), numcnn.tensor(b, requires_grad=True)
+    tx, ty = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    (numcnn.max(x, y) * 2).sum().backward()
+    (torch.max(tx, ty) * 2).sum().backward()
+    assert np.array_equal(x.grad.numpy(), tx.grad.numpy()) and np.array_equal(y.grad.numpy(), ty.grad.numpy())
+    correct = (numcnn.tensor(a).argmax(axis=1) == numcnn.tensor([0, 1, 2, 0, 1])).sum().item()
+    assert correct == (torch.from_numpy(a).argmax(axis=1) == torch.tensor([0, 1, 2, 0, 1])).sum().item()
+
+
+def test_comparison_methods_and_type():
+    a = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    for name in ("eq", "ne", "lt", "le", "gt", "ge", "greater", "less", "not_equal"):
+        ours = getattr(numcnn.tensor(a), name)(numcnn.tensor([2.0, 2.0, 2.0]))
+        theirs = getattr(torch.from_numpy(a), name)(torch.tensor([2.0, 2.0, 2.0]))
+        assert ours.numpy().tolist() == theirs.numpy().tolist()
+    for dtype in (np.float32, np.float64, np.int64, np.uint8, np.bool_):
+        same_text(numcnn.tensor(np.zeros(2, dtype)).type(), torch.from_numpy(np.zeros(2, dtype)).type())
+    assert numcnn.ones(2).type(numcnn.float64).dtype == np.float64
+    assert numcnn.ones(2).type("torch.LongTensor").dtype == np.int64
+
+
+def test_size_prints_and_behaves_as_torch_size():
+    x, t = numcnn.zeros(2, 3, 4), torch.zeros(2, 3, 4)
+    same_text(repr(x.shape), repr(t.shape))
+    same_text(repr(x.size()), repr(t.size()))
+    assert x.shape == (2, 3, 4) and x.shape[1:] == t.shape[1:] and x.size(1) == 3 and x.shape.numel() == 24
+
+
+# -- printing -----------------------------------------------------------------------------------------------------
+
+def _printing_cases():
+    g = torch.Generator().manual_seed(0)
+    return [torch.tensor([[1.5, 2], [3, 4]]), torch.tensor([1, 2]), torch.tensor([1e-5, 1e5]), torch.tensor(3.0),
+            torch.tensor([0.1, 0.25]), torch.tensor([1.0, -2.0]), torch.tensor([float("nan"), 1.5, float("inf")]),
+            torch.tensor([1e9, 1.0]), torch.randn(4, 5, generator=g), torch.arange(2000.0),
+            torch.randn(30, 40, generator=g), torch.zeros(2, 3, dtype=torch.float64), torch.tensor([True, False]),
+            torch.zeros(0), torch.zeros(2, 0), torch.arange(12).reshape(2, 2, 3), torch.tensor([1e-3, 2e-2]),
+            torch.randn(3, 3, generator=g) * 1e-6, torch.tensor([255, 0], dtype=torch.uint8)]
+
+
+@pytest.mark.parametrize("i", range(len(_printing_cases())))
+def test_tensors_print_as_pytorch_prints_them(i):
+    t = _printing_cases()[i]
+    same_text(repr(numcnn.tensor(t.numpy())), repr(t))
+
+
+def test_requires_grad_and_grad_fn_in_print():
+    same_text(repr(numcnn.tensor([1.0, 2.0], requires_grad=True)), repr(torch.tensor([1.0, 2.0], requires_grad=True)))
+    same_text(repr(numcnn.tensor([1.0, 2.0], requires_grad=True) * 2),
+              repr(torch.tensor([1.0, 2.0], requires_grad=True) * 2))
+
+
+# -- grad_fn as a graph ---------------------------------------------------------------------------------------------
+
+def walk(node, depth=0) -> list:
+    """(depth, name) of every node under ``node``, in next_functions order (PyTorch's autograd tutorial does this)."""
+    if node is None:
+        return [(depth, None)]
+    out = [(depth, node.name())]
+    for child, _ in node.next_functions:
+        out += walk(child, depth + 1)
+    return out
+
+
+def test_grad_fn_graph_walks_as_pytorchs():
+    def build(lib, x, w, b):
+        return ((x * w + b).exp() / 2 - x.neg()).pow(2).sum()
+
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal(3).astype(np.float32) for _ in range(3)]
+    ours = build(numcnn, *[numcnn.tensor(a, requires_grad=i > 0) for i, a in enumerate(arrays)])
+    theirs = build(torch, *[torch.tensor(a, requires_grad=i > 0) for i, a in enumerate(arrays)])
+    assert walk(ours.grad_fn) == walk(theirs.grad_fn)
+    leaf = ours.grad_fn.next_functions[0][0]
+    while leaf.name() != "torch::autograd::AccumulateGrad":
+        leaf = next(n for n, _ in leaf.next_functions if n is not None)
+    assert leaf.variable.shape == (3,) and leaf.variable.requires_grad
+    ours.backward()
+    assert ours.grad_fn.name() == "SumBackward0"  # the node keeps its name after backward freed its values
