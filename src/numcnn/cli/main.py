@@ -73,12 +73,12 @@ def _refuse_extras(parser: Parser, args: argparse.Namespace, extras: list[str]) 
 
 
 def build_parser() -> Parser:
-    from . import bench, evaluate, explore, export, plot, predict, summary, train
+    from . import bench, evaluate, explore, export, plot, predict, run, summary, train
 
     parser = Parser(prog="numcnn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"numcnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for module in (train, evaluate, predict, export, summary, plot, bench, explore):
+    for module in (train, evaluate, predict, export, summary, plot, bench, explore, run):
         module.add_parser(sub)
     return parser
 

@@ -24,7 +24,9 @@ window.NX = window.NX || {};
   function packFloat32(data, shape) {
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     let bin = "";
-    for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    for (let i = 0; i < bytes.length; i += 0x8000) {   // in chunks: apply() takes a limited number of arguments
+      bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
     return { dtype: "float32", shape: shape, b64: btoa(bin) };
   }
 

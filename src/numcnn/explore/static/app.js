@@ -106,9 +106,10 @@ window.NX = window.NX || {};
     box.appendChild(card);
     state.forward.layers.forEach(function (layer) {
       const info = state.layers[layer.name] || {};
-      box.appendChild(NX.maps.layerCard(layer, info.explain || null, function (c, y, x) { explain(layer.name, c, y, x); },
-        info.reads));
+      const pick = function (c, y, x) { explain(layer.name, c, y, x); };
+      box.appendChild(NX.maps.layerCard(layer, info.explain || null, pick, info.reads));
     });
+    if (state.pixel) NX.maps.markPixel.apply(null, state.pixel);   // the explained pixel, on the new maps
   }
 
   /** Ask for (or, in an export, compute) the explanation of one output pixel and show it. */
@@ -138,7 +139,11 @@ window.NX = window.NX || {};
       run.image_shape.join(", ") + ") \u00b7 weights: " + run.source;
     run.layers.forEach(function (l) { state.layers[l.name] = l; });
     const sel = $("class-select");
-    run.classes.forEach(function (name, k) { const o = el("option", "", k + ": " + name); o.value = k; sel.appendChild(o); });
+    run.classes.forEach(function (name, k) {
+      const o = el("option", "", k + ": " + name);
+      o.value = k;
+      sel.appendChild(o);
+    });
   }
 
   /** Static mode (an export): drawing and uploads need the live server. */
@@ -164,13 +169,17 @@ window.NX = window.NX || {};
     const gallery = NX.input.gallery(run, setInput, onError);
     if (NX.api.mode === "static") staticMode();
     else {
-      NX.input.drawing(run.image_shape, function (px) { setInput({ pixels: NX.api.packFloat32(px, run.image_shape) }, "drawing"); });
+      NX.input.drawing(run.image_shape, function (px) {
+        setInput({ pixels: NX.api.packFloat32(px, run.image_shape) }, "drawing");
+      });
       NX.input.upload(setInput, onError);
     }
     $("class-select").addEventListener("change", function (ev) {
       if (ev.target.value !== "") gallery.show({ label: ev.target.value }, 0, "class " + run.classes[ev.target.value]);
     });
-    $("show-misclassified").addEventListener("click", function () { gallery.show({ misclassified: 1 }, 0, "misclassified test images"); });
+    $("show-misclassified").addEventListener("click", function () {
+      gallery.show({ misclassified: 1 }, 0, "misclassified test images");
+    });
     if (run.test_images === 0) {
       $("pick-note").textContent = "no test images: " + (run.test_error || "the dataset was not found");
       $("pick-controls").hidden = true;

@@ -150,9 +150,12 @@ window.NX = window.NX || {};
     }
     const win = windowOf(input, c, origin[0], origin[1], size[0], size[1], 1, 1);
     let sum = 0, magnitude = 0;
-    win.forEach(function (row) { row.forEach(function (v) { if (v !== null) { sum += v; magnitude += Math.abs(v); } }); });
-    return [{ kind: "avgpool", origin: origin, window: win, winner: null, sum: sum, divisor: divisor, result: sum / divisor },
-      magnitude / divisor];
+    win.forEach(function (row) {
+      row.forEach(function (v) { if (v !== null) { sum += v; magnitude += Math.abs(v); } });
+    });
+    const answer = { kind: "avgpool", origin: origin, window: win, winner: null, sum: sum, divisor: divisor };
+    answer.result = sum / divisor;
+    return [answer, magnitude / divisor];
   }
 
   /** Batch norm (eval mode), one value: (value - running mean) / sqrt(running var + eps) * gamma + beta. */

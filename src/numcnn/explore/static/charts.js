@@ -25,7 +25,8 @@ window.NX = window.NX || {};
       const r = el("div", "bar-row" + (k === predicted ? " predicted" : "") + (k === picked ? " picked" : ""));
       r.dataset.class = k;
       r.title = "click: saliency and Grad-CAM for this class";
-      r.appendChild(el("span", "bar-label", (classes[k] !== undefined ? classes[k] : String(k)) + (k === label ? " \u2605" : "")));
+      const name = classes[k] !== undefined ? classes[k] : String(k);
+      r.appendChild(el("span", "bar-label", name + (k === label ? " \u2605" : "")));   // the star: the true class
       const track = el("span", "bar-track");
       const fill = el("span", "bar-fill");
       fill.style.width = (100 * p).toFixed(1) + "%";
@@ -68,7 +69,8 @@ window.NX = window.NX || {};
       } else cv = el("div", "empty-heat", "n/a");
       if (i > 0) cv.id = i === 1 ? "saliency-map" : "gradcam-map";
       fig.appendChild(cv);
-      fig.appendChild(el("figcaption", "", s[0] + (i > 0 ? " (class " + (classes[answer.class] || answer.class) + ")" : "")));
+      const forClass = i > 0 ? " (class " + (classes[answer.class] || answer.class) + ")" : "";
+      fig.appendChild(el("figcaption", "", s[0] + forClass));
       box.appendChild(fig);
     });
   }
@@ -85,7 +87,9 @@ window.NX = window.NX || {};
       ["learning rate", [["lr", "lr"]]],
     ];
     charts.forEach(function (c) {
-      const series = c[1].filter(function (s) { return epochs.some(function (e) { return typeof e[s[0]] === "number"; }); });
+      const series = c[1].filter(function (s) {
+        return epochs.some(function (e) { return typeof e[s[0]] === "number"; });
+      });
       if (series.length) box.appendChild(lineChart(c[0], epochs, series));
     });
   }
@@ -94,7 +98,12 @@ window.NX = window.NX || {};
     const W = 300, H = 180, L = 52, R = 10, T = 24, B = 30;
     const xs = epochs.map(function (e, i) { return typeof e.epoch === "number" ? e.epoch : i + 1; });
     let lo = Infinity, hi = -Infinity;
-    series.forEach(function (s) { epochs.forEach(function (e) { const v = e[s[0]]; if (typeof v === "number") { lo = Math.min(lo, v); hi = Math.max(hi, v); } }); });
+    series.forEach(function (s) {
+      epochs.forEach(function (e) {
+        const v = e[s[0]];
+        if (typeof v === "number") { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+      });
+    });
     if (lo === hi) { lo -= 1e-9 + Math.abs(lo) * 0.1; hi += 1e-9 + Math.abs(hi) * 0.1; }
     const x0 = Math.min.apply(null, xs), x1 = Math.max.apply(null, xs);
     const px = function (x) { return L + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (W - L - R); };
@@ -107,17 +116,21 @@ window.NX = window.NX || {};
       s.appendChild(svg("text", { x: L - 4, y: py(v) + 3, class: "tick", "text-anchor": "end" }, NX.fmt(v)));
     }
     xs.forEach(function (x, i) {            // epoch ticks (at most ~8 labels)
-      if (xs.length <= 8 || i % Math.ceil(xs.length / 8) === 0) s.appendChild(svg("text", { x: px(x), y: H - B + 14, class: "tick", "text-anchor": "middle" }, String(x)));
+      if (xs.length > 8 && i % Math.ceil(xs.length / 8) !== 0) return;
+      s.appendChild(svg("text", { x: px(x), y: H - B + 14, class: "tick", "text-anchor": "middle" }, String(x)));
     });
     s.appendChild(svg("text", { x: (L + W - R) / 2, y: H - 4, class: "tick", "text-anchor": "middle" }, "epoch"));
     series.forEach(function (se, j) {
       const pts = [];
       epochs.forEach(function (e, i) { if (typeof e[se[0]] === "number") pts.push(px(xs[i]) + "," + py(e[se[0]])); });
       s.appendChild(svg("polyline", { points: pts.join(" "), class: "series s" + j }));
-      pts.forEach(function (p) { const q = p.split(","); s.appendChild(svg("circle", { cx: q[0], cy: q[1], r: 2.5, class: "dot s" + j })); });
+      pts.forEach(function (p) {
+        const q = p.split(",");
+        s.appendChild(svg("circle", { cx: q[0], cy: q[1], r: 2.5, class: "dot s" + j }));
+      });
       // the key, in the title line: one coloured name per series, right-aligned
-      s.appendChild(svg("text", { x: W - R - 70 * (series.length - 1 - j), y: 14, class: "key s" + j, "text-anchor": "end" },
-        "\u2014 " + se[1]));
+      const keyX = W - R - 70 * (series.length - 1 - j);
+      s.appendChild(svg("text", { x: keyX, y: 14, class: "key s" + j, "text-anchor": "end" }, "\u2014 " + se[1]));
     });
     return s;
   }
@@ -145,7 +158,8 @@ window.NX = window.NX || {};
         const td = el("td", i === j ? "diag" : "off", String(v));
         td.dataset.true = i; td.dataset.pred = j;
         // mistakes shaded by count relative to the largest mistake; the diagonal in green
-        td.style.background = i === j ? "rgba(46,160,67," + (0.15 + 0.5 * v / Math.max(1, r.reduce(function (a, b) { return a + b; }, 0))) + ")"
+        const rowTotal = r.reduce(function (a, b) { return a + b; }, 0);
+        td.style.background = i === j ? "rgba(46,160,67," + (0.15 + 0.5 * v / Math.max(1, rowTotal)) + ")"
           : v ? "rgba(215,58,73," + (0.08 + 0.8 * v / max) + ")" : "";
         td.title = v + " test images of " + classes[i] + " predicted as " + classes[j];
         if (v) td.addEventListener("click", function () { onCell(i, j); });
@@ -154,7 +168,9 @@ window.NX = window.NX || {};
       t.appendChild(tr);
     });
     box.appendChild(t);
-    if (typeof conf.accuracy === "number") box.appendChild(el("p", "note", "test accuracy " + (100 * conf.accuracy).toFixed(2) + "%"));
+    if (typeof conf.accuracy === "number") {
+      box.appendChild(el("p", "note", "test accuracy " + (100 * conf.accuracy).toFixed(2) + "%"));
+    }
   }
 
   NX.charts = { bars: bars, heatmaps: heatmaps, curves: curves, confusion: confusion };

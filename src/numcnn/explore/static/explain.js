@@ -15,9 +15,10 @@ window.NX = window.NX || {};
 
   /** A float shown with 9 significant digits; the exact value is kept in data-value. */
   function exact(id, v) {
-    const s = el("span", "num", v === null || v === undefined ? "n/a" : Number(v).toPrecision(9).replace(/\.?0+(e|$)/, "$1"));
+    const missing = v === null || v === undefined;
+    const s = el("span", "num", missing ? "n/a" : Number(v).toPrecision(9).replace(/\.?0+(e|$)/, "$1"));
     s.id = id;
-    s.dataset.value = v === null || v === undefined ? "" : String(v);
+    s.dataset.value = missing ? "" : String(v);
     return s;
   }
 
@@ -70,14 +71,18 @@ window.NX = window.NX || {};
 
   function range(list) {
     let lo = Infinity, hi = -Infinity;
-    (function walk(v) { if (Array.isArray(v)) v.forEach(walk); else if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); } })(list);
+    (function walk(v) {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    })(list);
     return NX.maps.scale(lo === hi ? lo - 1 : lo, lo === hi ? hi + 1 : hi);
   }
 
   /** The verdict: the float64 formula against the float32 forward pass. */
   function verdict(table, a) {
     row(table, "result (float64, textbook loops)", "explain-result", a.result, a.kind === "conv" ? "sum + bias" : "");
-    row(table, "activation (float32, real forward pass)", "explain-activation", a.activation, "recorded by a forward hook");
+    row(table, "activation (float32, real forward pass)", "explain-activation", a.activation,
+      "recorded by a forward hook");
     row(table, "difference |result - activation|", "explain-difference", a.difference, "");
     // float32 rounding errors grow with the size of the terms added up, so the difference is measured against
     // that size (for a convolution: the sum of |products| plus |bias|), not against the result, which can be ~0.
@@ -98,13 +103,15 @@ window.NX = window.NX || {};
   function conv(box, a) {
     const cin = a.patch.length;
     box.appendChild(el("p", "", "Output pixel [" + a.channel + ", " + a.y + ", " + a.x + "] of " + a.layer +
-      " = bias + \u03a3 (input patch \u00d7 kernel) over " + cin + " input channel" + (cin > 1 ? "s" : "") + " \u00d7 " +
+      " = bias + \u03a3 (input patch \u00d7 kernel) over " + cin + " input channel" + (cin > 1 ? "s" : "") +
+      " \u00d7 " +
       a.kernel[0].length + "\u00d7" + a.kernel[0][0].length + " taps. stride " + a.stride.join("\u00d7") +
       ", padding " + padText(a.padding) + ", dilation " + a.dilation.join("\u00d7") + ", groups " + a.groups +
       " (a patch cell reads 0 where it hangs over the padding)."));
     // the verdict first: the whole sum, next to the forward pass's value; the terms of the sum below it
     const table = el("table", "result");
-    row(table, "sum of all " + cin * a.kernel[0].length * a.kernel[0][0].length + " products", "explain-sum", a.sum, "");
+    const taps = cin * a.kernel[0].length * a.kernel[0][0].length;
+    row(table, "sum of all " + taps + " products", "explain-sum", a.sum, "");
     row(table, "bias", "explain-bias", a.bias === null ? 0 : a.bias, a.bias === null ? "this layer has no bias" : "");
     box.appendChild(table);
     box.appendChild(verdict(table, a));
@@ -112,7 +119,11 @@ window.NX = window.NX || {};
     // one line per input channel: three small pictures and that channel's share of the sum
     const list = el("div", "channel-list");
     const detail = el("div", "channel-detail");
-    const sums = a.products.map(function (m) { let t = 0; m.forEach(function (r) { r.forEach(function (v) { t += v; }); }); return t; });
+    const sums = a.products.map(function (m) {   // each input channel's share of the sum
+      let t = 0;
+      m.forEach(function (r) { r.forEach(function (v) { t += v; }); });
+      return t;
+    });
     function show(ci) {
       detail.innerHTML = "";
       detail.appendChild(el("div", "grid-title", "input channel " + ci + ": the numbers"));
@@ -138,7 +149,10 @@ window.NX = window.NX || {};
       item.addEventListener("click", function () { show(ci); });
       list.appendChild(item);
     });
-    if (cin > 1) box.appendChild(el("div", "note", "the terms, per input channel: patch, kernel, products, and their sum (click one for its numbers)"));
+    if (cin > 1) {
+      box.appendChild(el("div", "note", "the terms, per input channel: patch, kernel, products, and their sum " +
+        "(click one for its numbers)"));
+    }
     if (cin > 1) box.appendChild(list);
     box.appendChild(detail);
     let biggest = 0;

@@ -114,8 +114,10 @@ window.NX = window.NX || {};
           (ans.total > PAGE ? " (" + (o + 1) + "\u2013" + Math.min(o + PAGE, ans.total) + ")" : "");
         ans.items.forEach(function (it) { box.appendChild(thumb(it, run.classes, onInput)); });
         nav.innerHTML = "";
-        if (o > 0) nav.appendChild(button("\u2190 previous", function () { show(query, Math.max(0, offset - PAGE), what); }));
-        if (o + PAGE < ans.total) nav.appendChild(button("next \u2192", function () { show(query, offset + PAGE, what); }));
+        const previous = function () { show(query, Math.max(0, offset - PAGE), what); };
+        const next = function () { show(query, offset + PAGE, what); };
+        if (o > 0) nav.appendChild(button("\u2190 previous", previous));
+        if (o + PAGE < ans.total) nav.appendChild(button("next \u2192", next));
       } catch (e) {
         title.textContent = text;
         onError(e, box);
@@ -129,7 +131,8 @@ window.NX = window.NX || {};
     item.dataset.index = it.index;
     item.title = "test image " + it.index + ": " + classes[it.label] + ", predicted " + classes[it.pred];
     item.appendChild(NX.maps.inputImage(NX.api.unpack(it.image), 44));
-    item.appendChild(el("span", "example-caption", it.label === it.pred ? classes[it.label] : classes[it.label] + "\u2192" + classes[it.pred]));
+    const caption = it.label === it.pred ? classes[it.label] : classes[it.label] + "\u2192" + classes[it.pred];
+    item.appendChild(el("span", "example-caption", caption));
     item.addEventListener("click", function () { onInput({ test: it.index }, "test image " + it.index); });
     return item;
   }

@@ -33,7 +33,10 @@ window.NX = window.NX || {};
   /** t in [-1, 1]: blue (-1) to white (0) to red (1). */
   function diverging(t) {
     t = Math.max(-1, Math.min(1, t));
-    if (t < 0) { const a = -t; return [Math.round(255 - 196 * a), Math.round(255 - 143 * a), Math.round(255 - 45 * a)]; }
+    if (t < 0) {
+      const a = -t;
+      return [Math.round(255 - 196 * a), Math.round(255 - 143 * a), Math.round(255 - 45 * a)];
+    }
     return [Math.round(255 - 40 * t), Math.round(255 - 190 * t), Math.round(255 - 200 * t)];
   }
 
@@ -130,7 +133,9 @@ window.NX = window.NX || {};
     if (shape.length === 3) mapsGrid(grid, layer, arr, sc, explainKind ? onPick : null);
     else if (shape.length === 1) grid.appendChild(strip(layer.name, arr.data, 0, shape[0], sc, ""));
     else if (shape.length === 2) {
-      for (let r = 0; r < shape[0]; r++) grid.appendChild(strip(layer.name, arr.data, r * shape[1], shape[1], sc, "row " + r + " "));
+      for (let r = 0; r < shape[0]; r++) {
+        grid.appendChild(strip(layer.name, arr.data, r * shape[1], shape[1], sc, "row " + r + " "));
+      }
     } else grid.appendChild(el("div", "note", "an output of shape (" + shape.join(", ") + ") is not drawn"));
     return card;
   }
@@ -192,6 +197,13 @@ window.NX = window.NX || {};
     cell.appendChild(m);
   }
 
+  /** Outline pixel (y, x) of channel c's map of `layer`, if it is on the page (after a new input, say). */
+  function markPixel(layer, c, y, x) {
+    const cv = document.querySelector('.layer-card[data-layer="' + CSS.escape(layer) + '"] ' +
+      'canvas[data-channel="' + c + '"]');
+    if (cv) mark(cv.parentNode, cv, y, x, cv.width, cv.height);
+  }
+
   // ---- small helpers used by every file ----------------------------------------------------------------------
 
   /** An element with a class and text. */
@@ -221,7 +233,7 @@ window.NX = window.NX || {};
 
   NX.maps = {
     scale: scale, legend: legend, image: image, inputImage: inputImage, layerCard: layerCard, pixelAt: pixelAt,
-    gray: gray, sequential: sequential, diverging: diverging, tip: tip, hideTip: hideTip,
+    gray: gray, sequential: sequential, diverging: diverging, tip: tip, hideTip: hideTip, markPixel: markPixel,
   };
   NX.el = el;
   NX.fmt = fmt;
