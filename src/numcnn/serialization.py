@@ -41,7 +41,7 @@ def save(state_dict, path: str | os.PathLike, metadata: Mapping[str, str] | None
     for k, v in state_dict.items():
         if not isinstance(k, str):
             raise TypeError(f"save(): keys must be str, got {k!r}")
-        arr = v.data if isinstance(v, Tensor) else v
+        arr = v.array if isinstance(v, Tensor) else v
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"save(): value of {k!r} must be a Tensor or ndarray, got {type(v).__name__} (a "
                             "safetensors file is flat; save nested checkpoints to a .pt or .pth file)")

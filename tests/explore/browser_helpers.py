@@ -172,10 +172,10 @@ def run_model(explorer, pixels: np.ndarray) -> tuple[np.ndarray, dict]:
     for name, module in explorer.model.named_modules():
         if name and not any(True for _ in module.children()):
             handles.append(module.register_forward_hook(
-                lambda m, i, o, name=name: seen.__setitem__(name, (i[0].data[0].copy(), o.data[0].copy()))))
+                lambda m, i, o, name=name: seen.__setitem__(name, (i[0].array[0].copy(), o.array[0].copy()))))
     try:
         with no_grad():
-            logits = explorer.model(Tensor(((pixels - mean) / std)[None].astype(np.float32))).data[0]
+            logits = explorer.model(Tensor(((pixels - mean) / std)[None].astype(np.float32))).array[0]
     finally:
         for h in handles:
             h.remove()
@@ -186,7 +186,7 @@ def run_model(explorer, pixels: np.ndarray) -> tuple[np.ndarray, dict]:
 def conv_by_hand(conv, x: np.ndarray, c: int, y: int, x_: int) -> tuple[float, float]:
     """(sum of products + bias, sum of |products| + |bias|) of output pixel (c, y, x_), float64 loops."""
     ph, pw = conv.padding
-    w = conv.weight.data.astype(np.float64)
+    w = conv.weight.array.astype(np.float64)
     padded = np.pad(x.astype(np.float64), ((0, 0), (ph, ph), (pw, pw)))
     r, s = w.shape[2:]
     products = padded[:, y:y + r, x_:x_ + s] * w[c]

@@ -67,7 +67,7 @@ def test_explain_over_http(client, reference, unpack):
     model, config, test, _ = reference
     norm = config["normalization"]
     x = ((test.data[4].astype(np.float32) / 255 - np.float32(norm["mean"][0])) / np.float32(norm["std"][0]))
-    w, b = model.layer1[0].weight.data.astype(np.float64), model.layer1[0].bias.data.astype(np.float64)
+    w, b = model.layer1[0].weight.array.astype(np.float64), model.layer1[0].bias.array.astype(np.float64)
     xp = np.pad(x.astype(np.float64), 2)
     forward = client.post("/api/forward", json={"input": {"test": 4}}).json()
     conv_out = unpack(forward["layers"][0]["data"])

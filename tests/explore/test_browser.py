@@ -73,7 +73,7 @@ def wrong_live(trained_run):
 
     explorer = Explorer.open(trained_run)
     conv = first_conv(explorer.model)
-    wrong = conv.weight.data.copy()
+    wrong = conv.weight.array.copy()
     wrong[:, :, wrong.shape[2] // 2, wrong.shape[3] // 2] += 0.25
 
     def wrong_forward(x):

@@ -84,7 +84,7 @@ def test_strided_padded_dilated_grouped_conv_pixel(geometry, unpack, channel):
     ex, pixels, forward = geometry
     conv = ex.model.conv
     x64 = ((pixels - np.float32(MEAN)) / np.float32(STD)).astype(np.float64)  # the layer's float32 input
-    w, b = conv.weight.data.astype(np.float64), conv.bias.data.astype(np.float64)
+    w, b = conv.weight.array.astype(np.float64), conv.bias.array.astype(np.float64)
     torch_map = TF.conv2d(torch.from_numpy(x64)[None], torch.from_numpy(w), torch.from_numpy(b), stride=2,
                           padding=(2, 1), dilation=(2, 1), groups=2)[0, channel].numpy()
     xp = np.pad(x64, ((0, 0), (2, 2), (1, 1)))
@@ -111,7 +111,7 @@ def test_strided_padded_dilated_grouped_conv_pixel(geometry, unpack, channel):
 def test_same_conv_with_an_even_kernel_and_no_bias(geometry, unpack):
     ex, pixels, forward = geometry
     inp = output_of(forward, "avg", unpack).astype(np.float64)
-    w = ex.model.same.weight.data.astype(np.float64)
+    w = ex.model.same.weight.array.astype(np.float64)
     with warnings.catch_warnings():  # torch warns that it pads a copy for an even kernel (as numcnn does)
         warnings.simplefilter("ignore")
         expected = TF.conv2d(torch.from_numpy(inp)[None], torch.from_numpy(w), padding="same")[0].numpy()

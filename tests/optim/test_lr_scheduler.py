@@ -16,6 +16,9 @@ torch = pytest.importorskip("torch")
 class Param:
     """Stand-in for a parameter Tensor."""
 
+    # the ndarray numcnn's optimizers read and update in place (numcnn.Tensor.array)
+    array = property(lambda self: self.data, lambda self, value: setattr(self, "data", value))
+
     def __init__(self) -> None:
         self.data = np.zeros(2, np.float32)
         self.grad = None
@@ -174,7 +177,7 @@ def test_onecycle_drives_the_optimizer_like_torch():
     tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.2, total_steps=15)
     for _ in range(14):
         g = rng.standard_normal((3, 2)).astype(np.float32)
-        p.grad = type("G", (), {"data": g.copy()})()
+        p.grad = type("G", (), {"array": g.copy()})()
         t.grad = torch.tensor(g.copy())
         opt.step()
         topt.step()

@@ -50,12 +50,18 @@ CONFIGS = [
 class Grad:
     """Stand-in for a gradient Tensor: only ``.data``."""
 
+    # the ndarray numcnn's optimizers read and update in place (numcnn.Tensor.array)
+    array = property(lambda self: self.data, lambda self, value: setattr(self, "data", value))
+
     def __init__(self, data: np.ndarray) -> None:
         self.data = data
 
 
 class Param:
     """Stand-in for a parameter Tensor: ``.data`` and ``.grad``, hashed by identity."""
+
+    # the ndarray numcnn's optimizers read and update in place (numcnn.Tensor.array)
+    array = property(lambda self: self.data, lambda self, value: setattr(self, "data", value))
 
     def __init__(self, data: np.ndarray) -> None:
         self.data = np.array(data, copy=True)
@@ -216,7 +222,7 @@ def _one_step(cls, p0, g, **kw):
     opt = cls([p], **kw)
     p.grad = Grad(np.array(g, np.float32))
     opt.step()
-    return p.data.astype(np.float64), opt
+    return p.array.astype(np.float64), opt
 
 
 def test_first_steps_by_hand():
@@ -265,7 +271,7 @@ def test_radam_switches_to_the_rectified_step_when_rho_exceeds_5():
     opt = RAdam([p], lr=0.1, betas=(0.0, b2))  # beta1 = 0: m = g, no bias correction of m
     g = np.array([2.0, -0.5], np.float32)
     for _ in range(first):
-        before = p.data.astype(np.float64)
+        before = p.array.astype(np.float64)
         p.grad = Grad(g.copy())
         opt.step()
     # the rectified Adam step: lr * r_t * sqrt(bc2) * g / (sqrt(v) + eps), v = g^2 (1 - b2^t)
@@ -285,7 +291,7 @@ def test_asgd_ax_is_the_mean_of_the_iterates_after_t0():
     for _ in range(steps):
         p.grad = Grad(rng.standard_normal(4).astype(np.float32))
         opt.step()
-        iterates.append(p.data.astype(np.float64))
+        iterates.append(p.array.astype(np.float64))
     # mu = 1 / (t - t0) from step t0 + 1 on, so ax averages the iterates of steps t0 + 2 .. t
     np.testing.assert_allclose(opt.state[p]["ax"], np.mean(iterates[t0 + 1:], axis=0), rtol=1e-5)
     assert opt.state[p]["mu"] == float(np.float32(1 / (steps - t0)))
@@ -344,7 +350,7 @@ def test_torch_state_dict_loads_and_torch_loads_ours(config):
     opt.load_state_dict(converted)
     assert all(type(v) is float for s in opt.state.values() for k, v in s.items() if k in SCALAR_STATE)
     sd = opt.state_dict()
-    theirs2 = [torch.tensor(p.data.copy(), requires_grad=True) for p in ours]
+    theirs2 = [torch.tensor(p.array.copy(), requires_grad=True) for p in ours]
     topt2 = _torch_opt(name, theirs2, kw)
     topt2.load_state_dict({
         "state": {i: {k: torch.tensor(v) for k, v in s.items()} for i, s in sd["state"].items()},
@@ -432,5 +438,5 @@ def test_step_leaves_the_gradient_alone_and_updates_in_place():
         opt.step()
         opt.step()
         np.testing.assert_array_equal(p.grad.data, g, err_msg=name)
-        assert p.data is data and p.data.dtype == np.float32, name
+        assert p.array is data and p.data.dtype == np.float32, name
         assert not np.array_equal(p.data, np.ones((2, 2), np.float32)), name

@@ -20,12 +20,18 @@ SHAPES = [(3, 4), (5,), (2, 1, 3, 3)]
 class Grad:
     """Stand-in for a gradient Tensor: only ``.data``."""
 
+    # the ndarray numcnn's optimizers read and update in place (numcnn.Tensor.array)
+    array = property(lambda self: self.data, lambda self, value: setattr(self, "data", value))
+
     def __init__(self, data: np.ndarray) -> None:
         self.data = data
 
 
 class Param:
     """Stand-in for a parameter Tensor: ``.data``, ``.grad``, ``.requires_grad``, hashed by identity."""
+
+    # the ndarray numcnn's optimizers read and update in place (numcnn.Tensor.array)
+    array = property(lambda self: self.data, lambda self, value: setattr(self, "data", value))
 
     def __init__(self, data: np.ndarray) -> None:
         self.data = np.array(data, copy=True)
@@ -296,7 +302,7 @@ def test_grad_none_is_skipped_and_creates_no_state():
         opt = cls([a, b], lr=0.1, **({"momentum": 0.9} if cls is SGD else {}))
         b.grad = None
         a.grad = Grad(np.full(3, 0.5, np.float32))
-        before = b.data.copy()
+        before = b.array.copy()
         opt.step()
         np.testing.assert_array_equal(b.data, before)
         assert b not in opt.state and a in opt.state
@@ -327,7 +333,7 @@ def test_step_does_not_modify_the_gradient_and_updates_in_place():
         opt.step()
         opt.step()
         np.testing.assert_array_equal(p.grad.data, g)
-        assert p.data is data and p.data.dtype == np.float32
+        assert p.array is data and p.data.dtype == np.float32
         assert not np.array_equal(p.data, np.ones((2, 2), np.float32))
 
 
@@ -337,7 +343,7 @@ def test_zero_grad():
     a.grad = Grad(np.ones(2, np.float32))
     g = a.grad.data
     opt.zero_grad(set_to_none=False)
-    assert a.grad.data is g
+    assert a.grad.array is g
     np.testing.assert_array_equal(g, [0.0, 0.0])
     assert b.grad is None
     opt.zero_grad()
@@ -518,7 +524,7 @@ def test_load_torch_state_dict_and_torch_loads_ours(name, kw):
     assert all(type(s["step"]) is float for s in opt.state.values() if "step" in s)
     # torch loads ours (as tensors) into a fresh optimizer
     sd = opt.state_dict()
-    theirs2 = [torch.tensor(p.data.copy(), requires_grad=True) for p in ours]
+    theirs2 = [torch.tensor(p.array.copy(), requires_grad=True) for p in ours]
     topt2 = _torch_opt(name, theirs2, kw)
     topt2.load_state_dict({
         "state": {i: {k: torch.tensor(v) for k, v in s.items()} for i, s in sd["state"].items()},

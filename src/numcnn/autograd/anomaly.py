@@ -86,7 +86,7 @@ class detect_anomaly:  # noqa: N801 - a context manager named like torch.autogra
             self._handles.append(m.register_forward_hook(post))
         for kind, members in (("parameter", root.named_parameters()), ("buffer", root.named_buffers())):
             for name, t in members:
-                self._names[id(t)] = self._names[id(t.data)] = f"{kind} '{name}'"
+                self._names[id(t)] = self._names[id(t.array)] = f"{kind} '{name}'"
 
     def _where(self) -> str | None:
         return self._stack[-1] if self._stack else None
@@ -94,7 +94,7 @@ class detect_anomaly:  # noqa: N801 - a context manager named like torch.autogra
     def _describe_input(self, i: int, a) -> str:
         from .tensor import Tensor
 
-        arr = a.data if isinstance(a, Tensor) else a
+        arr = a.array if isinstance(a, Tensor) else a
         name = self._names.get(id(a)) or self._names.get(id(arr))
         what = name or ("the output of another operation" if isinstance(a, Tensor) and a._ctx is not None
                         else "data or a constant from outside the graph")
@@ -104,12 +104,12 @@ class detect_anomaly:  # noqa: N801 - a context manager named like torch.autogra
     def _forward(self, cls, args, kwargs, ctx, result) -> None:
         where = self._where()
         ctx.anomaly_where = where  # backward runs after the module hooks are gone: remember the path now
-        bad = _bad(result.data)
+        bad = _bad(result.array)
         if bad is None:
             return
         from .tensor import Tensor
 
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        arrays = [a.array if isinstance(a, Tensor) else a for a in args]
         culprits = [self._describe_input(i, a) for i, (a, arr) in enumerate(zip(args, arrays)) if _bad(arr)]
         if culprits:
             detail = f"produced {bad} in its output because its {', '.join(culprits)} already held NaN/Inf"

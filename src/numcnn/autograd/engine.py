@@ -29,10 +29,10 @@ def _topological(root) -> list:
 
 
 def _accumulate(t, g: np.ndarray, stored: set) -> None:
-    if g.shape != t.data.shape:  # pragma: no cover - a Function's backward bug, not a user error
-        raise RuntimeError(f"internal error: gradient of shape {g.shape} for a tensor of shape {t.data.shape}")
-    if g.dtype != t.data.dtype:
-        g = g.astype(t.data.dtype)
+    if g.shape != t.array.shape:  # pragma: no cover - a Function's backward bug, not a user error
+        raise RuntimeError(f"internal error: gradient of shape {g.shape} for a tensor of shape {t.array.shape}")
+    if g.dtype != t.array.dtype:
+        g = g.astype(t.array.dtype)
     if t.grad is None:
         # One backward may hand the same array to several inputs (x + x): each stored grad owns its memory.
         if id(g) in stored or not g.flags.owndata or not g.flags.writeable:
@@ -40,7 +40,7 @@ def _accumulate(t, g: np.ndarray, stored: set) -> None:
         stored.add(id(g))
         t.grad = type(t)._make(g, False)
     else:
-        t.grad.data = t.grad.data + g
+        t.grad.array = t.grad.array + g
 
 
 def run_backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:

@@ -126,7 +126,7 @@ class Function:
         any_grad = False
         for a in args:
             if isinstance(a, Tensor):
-                raw.append(a.data)
+                raw.append(a.array)
                 needs.append(a.requires_grad)
                 any_grad = any_grad or a.requires_grad
             else:

@@ -63,13 +63,13 @@ def array_body(values: np.ndarray, prefix: str = "tensor(") -> str:
 def tensor_repr(t) -> str:
     """``tensor([1.5000, 2.0000], dtype=numcnn.float64, requires_grad=True)`` for Tensor ``t``."""
     extra = []
-    if t.data.size == 0 and t.data.shape != (0,):
-        extra.append(f"size={tuple(t.data.shape)}")
-    if t.data.dtype not in _DEFAULT_DTYPES:
-        extra.append(f"dtype=numcnn.{t.data.dtype.name}")
+    if t.array.size == 0 and t.array.shape != (0,):
+        extra.append(f"size={tuple(t.array.shape)}")
+    if t.array.dtype not in _DEFAULT_DTYPES:
+        extra.append(f"dtype=numcnn.{t.array.dtype.name}")
     if t.grad_fn is not None:
         extra.append(f"grad_fn=<{t.grad_fn.name()}>")
     elif t.requires_grad:
         extra.append("requires_grad=True")
-    body = array_body(t.data)
+    body = array_body(t.array)
     return "tensor(" + ", ".join([body, *extra]) + ")"

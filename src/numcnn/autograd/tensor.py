@@ -61,12 +61,12 @@ def to_array(data, dtype=None) -> np.ndarray:
     """``data`` as an ndarray: ndarrays keep their dtype (no copy); Python floats become float32, Python ints
     int64 and bools bool, as PyTorch does."""
     if isinstance(data, Tensor):
-        arr = data.data
+        arr = data.array
     elif isinstance(data, (np.ndarray, np.generic)):
         arr = np.asarray(data)
     else:
         if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
-            data = [d.data if isinstance(d, Tensor) else d for d in data]
+            data = [d.array if isinstance(d, Tensor) else d for d in data]
         arr = np.asarray(data)
         if arr.dtype.kind == "f":
             arr = arr.astype(DEFAULT_FLOAT)
@@ -94,7 +94,7 @@ def check_floating(x: Tensor, fn: str, name: str = "input") -> None:
 def _index(idx):
     """Replace Tensors inside an index by their arrays."""
     if isinstance(idx, Tensor):
-        return idx.data
+        return idx.array
     if isinstance(idx, tuple):
         return tuple(_index(i) for i in idx)
     if isinstance(idx, list) and any(isinstance(i, Tensor) for i in idx):
@@ -114,14 +114,14 @@ class Tensor:
     ``Tensor(data, requires_grad=False, dtype=None)`` wraps ``data`` like :func:`numcnn.tensor`.
     """
 
-    __slots__ = ("data", "requires_grad", "grad", "_ctx", "_retain", "__weakref__")
+    __slots__ = ("array", "requires_grad", "grad", "_ctx", "_retain", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         arr = to_array(data, dtype)
         if requires_grad and not _is_float(arr.dtype):
             raise TypeError(f"only floating point tensors can require gradients, got dtype {arr.dtype}")
-        self.data = arr
+        self.array = arr
         self.requires_grad = bool(requires_grad)
         self.grad = None
         self._ctx = None
@@ -130,7 +130,7 @@ class Tensor:
     @staticmethod
     def _make(arr, requires_grad: bool) -> Tensor:
         t = object.__new__(Tensor)
-        t.data = arr if isinstance(arr, np.ndarray) else np.asarray(arr)
+        t.array = arr if isinstance(arr, np.ndarray) else np.asarray(arr)
         t.requires_grad = requires_grad
         t.grad = None
         t._ctx = None
@@ -139,16 +139,30 @@ class Tensor:
 
     # ------------------------------------------------------------ properties
     @property
+    def data(self) -> Tensor:
+        """This tensor's values as a new Tensor that shares their memory and is outside the autograd graph, as
+        PyTorch's ``.data`` (``torch.max(outputs.data, 1)``). ``t.data = other`` gives ``t`` other's values (a
+        Tensor or anything ``numcnn.tensor`` takes). The ndarray itself is ``t.array`` (also ``t.numpy()``)."""
+        return Tensor._make(self.array, False)
+
+    @data.setter
+    def data(self, value) -> None:
+        arr = value.array if isinstance(value, Tensor) else to_array(value)
+        if self.requires_grad and not _is_float(arr.dtype):
+            raise TypeError(f"data: a tensor that requires grad needs floating point values, got dtype {arr.dtype}")
+        self.array = arr
+
+    @property
     def shape(self) -> Size:
-        return Size(self.data.shape)
+        return Size(self.array.shape)
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def is_leaf(self) -> bool:
@@ -164,32 +178,32 @@ class Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
     def size(self, dim: int | None = None):
-        return Size(self.data.shape) if dim is None else self.data.shape[dim]
+        return Size(self.array.shape) if dim is None else self.array.shape[dim]
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     def numel(self) -> int:
-        return self.data.size
+        return self.array.size
 
     def __len__(self) -> int:
-        if self.data.ndim == 0:
+        if self.array.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def __repr__(self) -> str:
         return printing.tensor_repr(self)
 
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
+        return self.array if dtype is None else self.array.astype(dtype)
 
     def __hash__(self):
         return id(self)
 
     def __bool__(self) -> bool:
-        if self.data.size != 1:
-            raise RuntimeError(f"Boolean value of a tensor with {self.data.size} values is ambiguous")
-        return bool(self.data)
+        if self.array.size != 1:
+            raise RuntimeError(f"Boolean value of a tensor with {self.array.size} values is ambiguous")
+        return bool(self.array)
 
     def __float__(self) -> float:
         return float(self.item())
@@ -198,9 +212,9 @@ class Tensor:
         return int(self.item())
 
     def __index__(self) -> int:
-        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+        if self.array.dtype.kind not in "iu" or self.array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
-        return int(self.data)
+        return int(self.array)
 
     # ------------------------------------------------------------ autograd
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
@@ -208,24 +222,24 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
         if gradient is None:
-            if self.data.size != 1:
+            if self.array.size != 1:
                 raise RuntimeError(
                     f"backward(): grad can be implicitly created only for scalar outputs, got shape {self.shape}"
                 )
-            grad = np.ones(self.data.shape, dtype=self.data.dtype)
+            grad = np.ones(self.array.shape, dtype=self.array.dtype)
         else:
             grad = to_array(gradient)
-            if grad.shape != self.data.shape:
+            if grad.shape != self.array.shape:
                 raise ValueError(f"backward(): gradient of shape {grad.shape} for a tensor of shape {self.shape}")
-            grad = grad.astype(self.data.dtype, copy=True)
+            grad = grad.astype(self.array.dtype, copy=True)
         run_backward(self, grad, retain_graph)
 
     def detach(self) -> Tensor:
-        return Tensor._make(self.data, False)
+        return Tensor._make(self.array, False)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-        if requires_grad and not _is_float(self.data.dtype):
-            raise TypeError(f"only floating point tensors can require gradients, got dtype {self.data.dtype}")
+        if requires_grad and not _is_float(self.array.dtype):
+            raise TypeError(f"only floating point tensors can require gradients, got dtype {self.array.dtype}")
         self.requires_grad = requires_grad
         return self
 
@@ -235,15 +249,15 @@ class Tensor:
 
     # ------------------------------------------------------------ conversion
     def numpy(self) -> np.ndarray:
-        return self.data
+        return self.array
 
     def item(self):
-        if self.data.size != 1:
-            raise ValueError(f"item(): a tensor with {self.data.size} elements cannot be converted to a number")
-        return self.data.item()
+        if self.array.size != 1:
+            raise ValueError(f"item(): a tensor with {self.array.size} elements cannot be converted to a number")
+        return self.array.item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.array.tolist()
 
     def to(self, *args, **kwargs) -> Tensor:
         """``to(dtype)``, ``to(device, dtype=None)``, ``to(other)`` (its device and dtype), as in PyTorch; returns
@@ -252,12 +266,12 @@ class Tensor:
         target, dtype, copy = to_args("Tensor.to", args, kwargs)
         if target is not None:
             check_cpu(target)
-        if dtype is None or np.dtype(dtype) == self.data.dtype:
+        if dtype is None or np.dtype(dtype) == self.array.dtype:
             return self.clone() if copy else self
         dtype = np.dtype(dtype)
         if self.requires_grad and _GradMode.enabled and _is_float(dtype):
             return ops.Cast.apply(self, dtype)
-        return Tensor._make(self.data.astype(dtype), False)
+        return Tensor._make(self.array.astype(dtype), False)
 
     @property
     def device(self) -> device:
@@ -277,7 +291,7 @@ class Tensor:
         """Without ``dtype``: the PyTorch type name ("numcnn.FloatTensor"); with one (a dtype or such a name): the
         tensor cast to it."""
         if dtype is None:
-            return f"numcnn.{_TYPE_NAMES.get(self.data.dtype, self.data.dtype.name)}"
+            return f"numcnn.{_TYPE_NAMES.get(self.array.dtype, self.array.dtype.name)}"
         if isinstance(dtype, str) and dtype.split(".")[-1] in _TYPE_NAMES.values():
             name = dtype.split(".")[-1]
             dtype = next(d for d, n in _TYPE_NAMES.items() if n == name)
@@ -299,7 +313,7 @@ class Tensor:
         return self.to(np.bool_)
 
     def clone(self) -> Tensor:
-        return ops.Reshape.apply(self, self.shape) if self.requires_grad else Tensor._make(self.data.copy(), False)
+        return ops.Reshape.apply(self, self.shape) if self.requires_grad else Tensor._make(self.array.copy(), False)
 
     def contiguous(self) -> Tensor:
         return self
@@ -314,12 +328,12 @@ class Tensor:
 
     def zero_(self) -> Tensor:
         self._check_inplace("zero_()")
-        self.data[...] = 0
+        self.array[...] = 0
         return self
 
     def fill_(self, value) -> Tensor:
         self._check_inplace("fill_()")
-        self.data[...] = value
+        self.array[...] = value
         return self
 
     def copy_(self, src) -> Tensor:
@@ -327,12 +341,12 @@ class Tensor:
         src = to_array(src)
         if np.broadcast_shapes(src.shape, self.shape) != self.shape:
             raise ValueError(f"copy_(): cannot copy shape {src.shape} into shape {self.shape}")
-        self.data[...] = src
+        self.array[...] = src
         return self
 
     def __setitem__(self, idx, value) -> None:
         self._check_inplace("__setitem__")
-        self.data[_index(idx)] = to_array(value) if isinstance(value, Tensor) else value
+        self.array[_index(idx)] = to_array(value) if isinstance(value, Tensor) else value
 
     # ------------------------------------------------------------ arithmetic
     def _operands(self, other, name: str, reflected: bool = False):
@@ -341,7 +355,7 @@ class Tensor:
         a = self
         if isinstance(other, Tensor) or isinstance(other, np.ndarray):
             b = other if isinstance(other, Tensor) else Tensor._make(other, False)
-            da, db = a.data.dtype, b.data.dtype
+            da, db = a.array.dtype, b.array.dtype
             if da != db:
                 fa, fb = _is_float(da), _is_float(db)
                 if fa and fb:
@@ -356,7 +370,7 @@ class Tensor:
         elif isinstance(other, (bool, int, float, np.number)):
             if isinstance(other, (float, np.floating)):
                 b = float(other)
-                if not _is_float(a.data.dtype):
+                if not _is_float(a.array.dtype):
                     a = a.float()
             elif isinstance(other, (bool, np.bool_)):
                 b = bool(other)
@@ -391,11 +405,11 @@ class Tensor:
         return self._binary(ops.Mul, o, "mul", True)
 
     def __truediv__(self, o):
-        x = self if _is_float(self.data.dtype) else self.float()
+        x = self if _is_float(self.array.dtype) else self.float()
         return x._binary(ops.Div, o, "div")
 
     def __rtruediv__(self, o):
-        x = self if _is_float(self.data.dtype) else self.float()
+        x = self if _is_float(self.array.dtype) else self.float()
         return x._binary(ops.Div, o, "div", True)
 
     def __pow__(self, o):
@@ -417,8 +431,8 @@ class Tensor:
         return self
 
     def _compare(self, other, np_op):
-        o = other.data if isinstance(other, Tensor) else other
-        return Tensor._make(np.asarray(np_op(self.data, o)), False)
+        o = other.array if isinstance(other, Tensor) else other
+        return Tensor._make(np.asarray(np_op(self.array, o)), False)
 
     def __eq__(self, o):
         return self._compare(o, np.equal)
@@ -464,8 +478,8 @@ class Tensor:
 
     # ------------------------------------------------------------ elementwise math
     def _float_op(self, name: str):
-        if not _is_float(self.data.dtype):
-            raise TypeError(f"{name}(): expected a floating point tensor, got dtype {self.data.dtype}")
+        if not _is_float(self.array.dtype):
+            raise TypeError(f"{name}(): expected a floating point tensor, got dtype {self.array.dtype}")
 
     def exp(self):
         self._float_op("exp")
@@ -531,7 +545,7 @@ class Tensor:
         if dim is None:
             return out
         pick = np.argmax if is_max else np.argmin
-        idx = pick(self.data, axis=dim, keepdims=keepdim)
+        idx = pick(self.array, axis=dim, keepdims=keepdim)
         return MaxMinResult(out, Tensor._make(np.asarray(idx, dtype=np.int64), False))
 
     def max(self, dim: int | None = None, keepdim: bool = False):
@@ -543,16 +557,16 @@ class Tensor:
 
     def argmax(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
         dim = dim if axis is None else axis
-        return Tensor._make(np.asarray(np.argmax(self.data, axis=dim, keepdims=keepdim), dtype=np.int64), False)
+        return Tensor._make(np.asarray(np.argmax(self.array, axis=dim, keepdims=keepdim), dtype=np.int64), False)
 
     def argmin(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
         dim = dim if axis is None else axis
-        return Tensor._make(np.asarray(np.argmin(self.data, axis=dim, keepdims=keepdim), dtype=np.int64), False)
+        return Tensor._make(np.asarray(np.argmin(self.array, axis=dim, keepdims=keepdim), dtype=np.int64), False)
 
     # ------------------------------------------------------------ shapes
     def reshape(self, *shape) -> Tensor:
         shape = tuple(int(s) for s in _shape_arg(shape))
-        size = self.data.size
+        size = self.array.size
         known = int(np.prod([s for s in shape if s != -1]))
         if shape.count(-1) == 1 and known != 0 and size % known == 0:
             shape = tuple(size // known if s == -1 else s for s in shape)
@@ -650,7 +664,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 
 def where(condition, input, other) -> Tensor:  # noqa: A002
-    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    cond = condition.array if isinstance(condition, Tensor) else np.asarray(condition)
     a = input if isinstance(input, Tensor) else Tensor(input)
     pair = a._operands(other, "where")
     return ops.Where.apply(cond.astype(bool), *pair)

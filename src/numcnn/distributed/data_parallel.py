@@ -53,7 +53,7 @@ def broadcast_tensors_(tensors: Iterable, comm=None, root: int = 0, bucket_bytes
     comm = comm if comm is not None else get_comm()
     if comm.size == 1:
         return
-    arrays = [t.data if isinstance(t, Tensor) else t for t in tensors]
+    arrays = [t.array if isinstance(t, Tensor) else t for t in tensors]
     for dtype, positions, offsets in _flat_layout(arrays, bucket_bytes):
         buf = np.empty(offsets[-1], dtype=dtype)
         for i, lo, hi in zip(positions, offsets, offsets[1:]):
@@ -79,9 +79,9 @@ class _Bucket:
 
     def __init__(self, dtype: np.dtype, params: list, buffers: list):
         self.params, self.buffers = params, buffers
-        self.p_off = [0, *np.cumsum([p.data.size for p in params], dtype=np.int64).tolist()]
+        self.p_off = [0, *np.cumsum([p.array.size for p in params], dtype=np.int64).tolist()]
         n_grads = self.p_off[-1]
-        self.b_off = [n_grads, *(n_grads + np.cumsum([b.data.size for b in buffers], dtype=np.int64)).tolist()]
+        self.b_off = [n_grads, *(n_grads + np.cumsum([b.array.size for b in buffers], dtype=np.int64)).tolist()]
         self.flags_at = self.b_off[-1]
         self.buf = np.empty(self.flags_at + len(params), dtype=dtype)
 
@@ -103,14 +103,14 @@ class GradientAverager:
         seen: set[int] = set()
         self.params = [p for p in params if id(p) not in seen and not seen.add(id(p))]
         self.bucket_bytes = bucket_bytes
-        layout = _flat_layout([p.data for p in self.params], bucket_bytes)
+        layout = _flat_layout([p.array for p in self.params], bucket_bytes)
         groups = [(dtype, [self.params[i] for i in positions], []) for dtype, positions, _ in layout]
         for b in buffers:
-            if b.data.dtype.kind != "f":
-                raise TypeError(f"GradientAverager: buffers must be floating point, got {b.data.dtype}")
-            home = next((g for g in groups if g[0] == b.data.dtype), None)
+            if b.array.dtype.kind != "f":
+                raise TypeError(f"GradientAverager: buffers must be floating point, got {b.array.dtype}")
+            home = next((g for g in groups if g[0] == b.array.dtype), None)
             if home is None:
-                home = (b.data.dtype, [], [])
+                home = (b.array.dtype, [], [])
                 groups.append(home)
             home[2].append(b)
         self.buckets = [_Bucket(dtype, ps, bs) for dtype, ps, bs in groups]
@@ -130,13 +130,13 @@ class GradientAverager:
                     buf[lo:hi] = 0
                     flags[j] = 0
                 else:
-                    if g.data.dtype != buf.dtype:
-                        raise TypeError(f"GradientAverager: a gradient has dtype {g.data.dtype}, but its "
+                    if g.array.dtype != buf.dtype:
+                        raise TypeError(f"GradientAverager: a gradient has dtype {g.array.dtype}, but its "
                                         f"parameter has dtype {buf.dtype}")
-                    buf[lo:hi] = g.data.reshape(-1)
+                    buf[lo:hi] = g.array.reshape(-1)
                     flags[j] = 1
             for b, lo, hi in zip(bucket.buffers, b_off, b_off[1:]):
-                buf[lo:hi] = b.data.reshape(-1) if comm.rank == 0 else 0
+                buf[lo:hi] = b.array.reshape(-1) if comm.rank == 0 else 0
             t0 = time.perf_counter()
             comm.allreduce_(buf, what=f"Allreduce of the gradients (bucket {k + 1} of {len(self.buckets)})")
             self.seconds += time.perf_counter() - t0
@@ -146,14 +146,14 @@ class GradientAverager:
             for j, (p, lo, hi) in enumerate(zip(bucket.params, p_off, p_off[1:])):
                 if flags[j] == 0:
                     continue
-                avg = grads[lo:hi].reshape(p.data.shape)
+                avg = grads[lo:hi].reshape(p.array.shape)
                 g = p.grad
-                if g is not None and g.data.flags.writeable and g.data.shape == avg.shape:
-                    np.copyto(g.data, avg)
+                if g is not None and g.array.flags.writeable and g.array.shape == avg.shape:
+                    np.copyto(g.array, avg)
                 else:
                     p.grad = Tensor(avg.copy())
             for b, lo, hi in zip(bucket.buffers, b_off, b_off[1:]):
-                b.data[...] = buf[lo:hi].reshape(b.data.shape)
+                b.array[...] = buf[lo:hi].reshape(b.array.shape)
 
 
 class DistributedOptimizer(Optimizer):
@@ -184,7 +184,7 @@ class DistributedOptimizer(Optimizer):
         buffers = [b for _, b in model.named_buffers() if b is not None] if model is not None else []
         # Float buffers (running statistics) follow rank 0's inside the gradient Allreduce; integer ones
         # (num_batches_tracked) advance alike on every rank and are only broadcast here.
-        synced = [b for b in buffers if b.data.dtype.kind == "f"] if broadcast_buffers else []
+        synced = [b for b in buffers if b.array.dtype.kind == "f"] if broadcast_buffers else []
         self.averager = GradientAverager(params, self.comm, bucket_bytes, buffers=synced)
         broadcast_tensors_(self.averager.params + buffers, self.comm, what="Bcast of the parameters from rank 0")
 

@@ -124,10 +124,10 @@ class SyncBatchNorm(_BatchNorm):
         stats: list = []
         y = _SyncBatchNormTrain.apply(x, self.weight, self.bias, float(self.eps), comm, stats)
         if self.track_running_stats:
-            self.num_batches_tracked.data += 1
-            momentum = 1.0 / float(self.num_batches_tracked.data) if self.momentum is None else self.momentum
+            self.num_batches_tracked.array += 1
+            momentum = 1.0 / float(self.num_batches_tracked.array) if self.momentum is None else self.momentum
             mean, var, n = stats
-            K.batch_norm_update_running(self.running_mean.data, self.running_var.data, mean, var, n, momentum)
+            K.batch_norm_update_running(self.running_mean.array, self.running_var.array, mean, var, n, momentum)
         return y
 
     @classmethod

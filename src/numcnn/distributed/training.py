@@ -16,8 +16,8 @@ def replica_checksum(model, optimizer=None) -> int:
     """CRC-32 of the bytes of every parameter and buffer of ``model`` (and the optimizer's state arrays):
     equal on two ranks exactly when their replicas are equal bit for bit."""
     crc = 0
-    arrays = [t.data for _, t in model.named_parameters()]
-    arrays += [b.data for _, b in model.named_buffers() if b is not None]
+    arrays = [t.array for _, t in model.named_parameters()]
+    arrays += [b.array for _, b in model.named_buffers() if b is not None]
     if optimizer is not None:
         for _, st in sorted(optimizer.state_dict()["state"].items()):
             arrays += [v for _, v in sorted(st.items()) if isinstance(v, np.ndarray)]

@@ -73,7 +73,7 @@ def _compare(answer: dict, result: float, activation: float, scale: float) -> di
 
 def explain_conv(module, x: np.ndarray, activation: float, k: int, y: int, x_: int) -> dict:
     """Output pixel (k, y, x_) of Conv2d ``module`` whose input (one image, (C, H, W)) was ``x``."""
-    w = module.weight.data
+    w = module.weight.array
     kout, cg, r, s = w.shape
     (sh, sw), (dh, dw), g = _pair(module.stride), _pair(module.dilation), module.groups
     (top, _), (left, _) = conv_padding(module)
@@ -91,7 +91,7 @@ def explain_conv(module, x: np.ndarray, activation: float, k: int, y: int, x_: i
     one = ConvGeometry.of((1, cg, r, s), (1, cg, r, s))  # the receptive field alone: a 1x1 output
     total = float(reference.forward(one, patch[None], kernel[None])[0, 0, 0, 0])
     products = patch * kernel
-    bias = None if module.bias is None else float(module.bias.data[k])
+    bias = None if module.bias is None else float(module.bias.array[k])
     answer = {"kind": "conv", "channel": k, "y": y, "x": x_, **geometry(module),
               "input_channels": list(range(first, first + cg)), "origin": [y * sh - top, x_ * sw - left],
               "in_image": inside.tolist(), "patch": patch.tolist(), "kernel": kernel.tolist(),
@@ -158,12 +158,12 @@ def batchnorm_statistics(module, x: np.ndarray) -> dict:
     """mean, var (per channel, float64 lists), eps, gamma, beta of BatchNorm2d ``module`` in eval mode; a layer
     without running statistics normalises with the image's own (biased) statistics, as it does in eval mode."""
     if module.running_mean is not None:
-        mean, var = module.running_mean.data.astype(np.float64), module.running_var.data.astype(np.float64)
+        mean, var = module.running_mean.array.astype(np.float64), module.running_var.array.astype(np.float64)
     else:
         mean, var = x.astype(np.float64).mean(axis=(1, 2)), x.astype(np.float64).var(axis=(1, 2))
     c = x.shape[0]
-    gamma = module.weight.data.astype(np.float64) if module.weight is not None else np.ones(c)
-    beta = module.bias.data.astype(np.float64) if module.bias is not None else np.zeros(c)
+    gamma = module.weight.array.astype(np.float64) if module.weight is not None else np.ones(c)
+    beta = module.bias.array.astype(np.float64) if module.bias is not None else np.zeros(c)
     return {"mean": mean.tolist(), "var": var.tolist(), "eps": float(module.eps), "gamma": gamma.tolist(),
             "beta": beta.tolist()}
 

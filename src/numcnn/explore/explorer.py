@@ -148,7 +148,7 @@ class Explorer:
         """POST /api/forward: every layer's output for the image, and the class probabilities."""
         pixels, label = self.input_of(_field(body, "input"))
         rec, out = self._run(pixels)
-        probabilities = F.softmax(out, dim=1).data[0]
+        probabilities = F.softmax(out, dim=1).array[0]
         layers = [{"name": c.name, "type": c.type, "shape": list(c.output.shape),
                    "min": float(c.output.min()) if c.output.size else 0.0,
                    "max": float(c.output.max()) if c.output.size else 0.0, "data": pack(c.output)}
@@ -192,7 +192,7 @@ class Explorer:
             entry = {"kind": call.explain, "type": call.type, **geometry(call.module), "input": pack(call.input)}
             if call.explain == "conv":
                 bias = call.module.bias
-                entry.update(weight=pack(call.module.weight.data), bias=pack(bias.data) if bias is not None else None)
+                entry.update(weight=pack(call.module.weight.array), bias=pack(bias.array) if bias is not None else None)
             elif call.explain == "batchnorm":
                 entry.update(batchnorm_statistics(call.module, call.input))
             layers[call.name] = entry

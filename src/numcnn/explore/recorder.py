@@ -118,6 +118,6 @@ class Recorder:
         name = base if rec.counts[base] == 1 else f"{base}#{rec.counts[base]}"
         x = inputs[0] if inputs else None
         reads = rec._source(x) if isinstance(x, Tensor) else None
-        kept = np.array(x.data[0], copy=True) if name in rec.inputs_of and isinstance(x, Tensor) else None
-        rec.calls.append(Call(name, module, output, np.array(output.data[0], dtype=np.float32, copy=True), reads,
+        kept = np.array(x.array[0], copy=True) if name in rec.inputs_of and isinstance(x, Tensor) else None
+        rec.calls.append(Call(name, module, output, np.array(output.array[0], dtype=np.float32, copy=True), reads,
                               kept))

@@ -36,7 +36,7 @@ def resize_bilinear(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _array(g) -> np.ndarray:
-    return g.data if isinstance(g, Tensor) else np.asarray(g)
+    return g.array if isinstance(g, Tensor) else np.asarray(g)
 
 
 def _scaled(a: np.ndarray) -> np.ndarray:
@@ -67,5 +67,5 @@ def saliency_maps(model, recorder, pixels: np.ndarray, mean: np.ndarray, std: np
     saliency = _scaled(np.abs(grad).max(axis=0))
     gradcam = None
     if last is not None and last.tensor.grad is not None:
-        gradcam = gradcam_map(last.tensor.data[0], _array(last.tensor.grad)[0], pixels.shape[1:])
+        gradcam = gradcam_map(last.tensor.array[0], _array(last.tensor.grad)[0], pixels.shape[1:])
     return {"saliency": saliency, "gradcam": gradcam, "gradcam_layer": last.name if gradcam is not None else None}

@@ -46,7 +46,7 @@ class TestSet:
                 with no_grad():
                     for i in range(0, len(self), CHUNK):
                         x = norm(ToTensor()(self.images[i:i + CHUNK]))
-                        preds.append(model(Tensor(x)).data.argmax(axis=1))
+                        preds.append(model(Tensor(x)).array.argmax(axis=1))
                 self._predictions = np.concatenate(preds).astype(np.int64)
             return self._predictions
 

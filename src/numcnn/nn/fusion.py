@@ -45,17 +45,17 @@ def _check_eval(layer: Module, layer_name: str, bn, what: str) -> None:
 def _bn_scale_shift(bn):
     """The BatchNorm's arrays as (running_mean, rsqrt(var + eps), gamma, beta), gamma=1 and beta=0 without
     affine. Each (C,) in its own dtype: arithmetic is left to NumPy's promotion, as torch does."""
-    rm, rv = bn.running_mean.data, bn.running_var.data
-    gamma = bn.weight.data if bn.weight is not None else np.ones_like(rm)
-    beta = bn.bias.data if bn.bias is not None else np.zeros_like(rm)
+    rm, rv = bn.running_mean.array, bn.running_var.array
+    gamma = bn.weight.array if bn.weight is not None else np.ones_like(rm)
+    beta = bn.bias.array if bn.bias is not None else np.zeros_like(rm)
     # rv + eps keeps rv's dtype (NumPy 2 does not upcast for a Python float).
     inv_std = 1.0 / np.sqrt(rv + bn.eps)
     return rm, inv_std, gamma, beta
 
 
 def _set_weight_bias(fused: Module, layer: Module, w: np.ndarray, b: np.ndarray) -> Module:
-    wdt = layer.weight.data.dtype
-    bdt = layer.bias.data.dtype if layer.bias is not None else wdt
+    wdt = layer.weight.array.dtype
+    bdt = layer.bias.array.dtype if layer.bias is not None else wdt
     grad = layer.weight.requires_grad
     fused.weight = Parameter(w.astype(wdt, copy=False), requires_grad=grad)
     fused.bias = Parameter(b.astype(bdt, copy=False), requires_grad=grad)
@@ -86,8 +86,8 @@ def fuse_conv_bn_eval(conv: Conv2d, bn: BatchNorm2d) -> Conv2d:
         raise ValueError(f"fuse_conv_bn_eval: {name} has {conv.out_channels} output channels but "
                          f"{_bn_name(bn)} normalises {bn.num_features}")
     rm, inv_std, gamma, beta = _bn_scale_shift(bn)
-    w = conv.weight.data
-    b = conv.bias.data if conv.bias is not None else np.zeros_like(rm)
+    w = conv.weight.array
+    b = conv.bias.array if conv.bias is not None else np.zeros_like(rm)
     # Same operation order as torch's fuse_conv_bn_weights, so the two agree to the last few ulps.
     fused_w = w * (gamma * inv_std).reshape((-1,) + (1,) * (w.ndim - 1))
     fused_b = (b - rm) * inv_std * gamma + beta
@@ -117,8 +117,8 @@ def fuse_linear_bn_eval(linear: Linear, bn: BatchNorm1d) -> Linear:
                          f"{_bn_name(bn)} normalises {bn.num_features} (they must be equal, or the BatchNorm "
                          f"must have 1 feature)")
     rm, inv_std, gamma, beta = _bn_scale_shift(bn)
-    w = linear.weight.data
-    b = linear.bias.data if linear.bias is not None else np.zeros(linear.out_features, dtype=w.dtype)
+    w = linear.weight.array
+    b = linear.bias.array if linear.bias is not None else np.zeros(linear.out_features, dtype=w.dtype)
     scale = gamma * inv_std
     fused_w = w * scale[:, None]
     fused_b = (b - rm) * scale + beta  # (out_features,): b has that shape even when the BatchNorm has 1 feature

@@ -35,7 +35,7 @@ def _calculate_fan_in_and_fan_out(t: Tensor) -> tuple[int, int]:
 
 
 def _fill(t: Tensor, arr: np.ndarray) -> Tensor:
-    t.data[...] = arr
+    t.array[...] = arr
     return t
 
 
@@ -51,7 +51,7 @@ def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> T
 
 
 def constant_(t: Tensor, val: float) -> Tensor:
-    t.data[...] = val
+    t.array[...] = val
     return t
 
 

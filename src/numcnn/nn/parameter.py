@@ -21,4 +21,4 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
     def __reduce_ex__(self, protocol):  # pragma: no cover - numcnn never pickles, but copy.deepcopy uses this
-        return (Parameter, (self.data.copy(), self.requires_grad))
+        return (Parameter, (self.array.copy(), self.requires_grad))

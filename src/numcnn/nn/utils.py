@@ -22,7 +22,7 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
                     error_if_nonfinite: bool = False) -> Tensor:
     """Scale all gradients in place so that their joint norm is at most ``max_norm`` (PyTorch's formula:
     coef = min(1, max_norm / (total_norm + 1e-6))). Returns the total norm before clipping."""
-    grads = [p.grad.data for p in _params(parameters) if p.grad is not None]
+    grads = [p.grad.array for p in _params(parameters) if p.grad is not None]
     if not grads:
         return Tensor(np.zeros((), dtype=np.float32))
     dt = grads[0].dtype
@@ -60,4 +60,4 @@ def l1_penalty(parameters, weight_decay: float, biases: bool = True) -> Tensor:
 
 
 def parameters_to_vector(parameters) -> Tensor:
-    return Tensor(np.concatenate([p.data.ravel() for p in _params(parameters)]))
+    return Tensor(np.concatenate([p.array.ravel() for p in _params(parameters)]))

@@ -62,7 +62,7 @@ class _Tracer:
         self.count = 0
         self.params: dict[int, tuple[str, np.ndarray]] = {}
         for name, t in (*model.named_parameters(), *model.named_buffers()):
-            self.params[id(t)] = self.params[id(t.data)] = (name, t.data)
+            self.params[id(t)] = self.params[id(t.array)] = (name, t.array)
 
     # ------------------------------------------------------------ values
     def value(self, obj, like=None) -> str:
@@ -70,7 +70,7 @@ class _Tracer:
         by its state_dict key), or a constant (a Tensor made inside forward, an ndarray or a Python number)."""
         if obj is None:
             return ""
-        data = obj.data if isinstance(obj, Tensor) else obj
+        data = obj.array if isinstance(obj, Tensor) else obj
         for key in (id(obj), id(data)):
             if key in self.known:
                 return self.known[key]
@@ -107,7 +107,7 @@ class _Tracer:
         return outs
 
     def bind(self, result: Tensor, name: str, batch: int | None) -> None:
-        self.known[id(result)] = self.known[id(result.data)] = name
+        self.known[id(result)] = self.known[id(result.array)] = name
         self.keep.append(result)
         self.batch[name] = batch
 
@@ -539,7 +539,7 @@ def to_onnx(model, example_input, opset: int = MIN_OPSET, *, dynamic_batch: bool
         raise ImportError("numcnn.onnx needs the onnx package: pip install 'numcnn[onnx]'") from e
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"ONNX export: opset must be an int from {MIN_OPSET} to {MAX_OPSET}, got {opset!r}")
-    arr = example_input.data if isinstance(example_input, Tensor) else np.asarray(example_input)
+    arr = example_input.array if isinstance(example_input, Tensor) else np.asarray(example_input)
     if arr.dtype not in (np.float32, np.float64) or arr.ndim < 1:
         raise TypeError(f"ONNX export: example_input must be a float32 or float64 batch (N, ...), got "
                         f"{arr.dtype} of shape {arr.shape}")
@@ -573,12 +573,12 @@ def to_onnx(model, example_input, opset: int = MIN_OPSET, *, dynamic_batch: bool
     names = [output_name if i == 0 else f"{output_name}_{i}" for i in range(len(outs))]
     outputs = []
     for name, o in zip(names, outs):
-        if id(o) not in tracer.known and id(o.data) not in tracer.known:
+        if id(o) not in tracer.known and id(o.array) not in tracer.known:
             raise ExportError(f"ONNX export: output {name!r} was not computed by numcnn operations from the input "
                               "(e.g. max-pool indices); it would be frozen into the file as a constant")
         src = tracer.value(o)
         tracer.nodes.append(helper.make_node("Identity", [src], [name], name=f"/{name}"))
-        outputs.append(_value_info(name, o.data, tracer.batch.get(src)))
+        outputs.append(_value_info(name, o.array, tracer.batch.get(src)))
     graph_input = _value_info(input_name, arr, tracer.batch[input_name])
     if info is not None:
         graph_input.doc_string = (f"pixels in [0, 1], (N, C, H, W); the graph normalises them first: (x - mean) / "

@@ -28,7 +28,7 @@ from ._proto import GraphError  # noqa: F401 - re-exported
 def _ints(t: Tensor | None, what: str) -> list[int] | None:
     if t is None:
         return None
-    arr = t.data
+    arr = t.array
     if arr.dtype.kind not in "iu" or arr.ndim > 1:
         raise ValueError(f"{what} must be a 1-D integer tensor, got {arr.dtype} of shape {arr.shape}")
     return [int(v) for v in arr.reshape(-1)]
@@ -37,9 +37,9 @@ def _ints(t: Tensor | None, what: str) -> list[int] | None:
 def _scalar(t: Tensor | None):
     if t is None:
         return None
-    if t.data.size != 1:
-        raise ValueError(f"expected a single value, got shape {t.data.shape}")
-    return t.data.reshape(()).item()
+    if t.array.size != 1:
+        raise ValueError(f"expected a single value, got shape {t.array.shape}")
+    return t.array.reshape(()).item()
 
 
 def _axis(axis: int, ndim: int, what: str = "axis") -> int:
@@ -93,7 +93,7 @@ def _geometry(node, x, kernel, nd):
         raise ValueError(f"strides {strides} and dilations {dilations} must be {nd} positive ints each")
     begin, end = _pads(node, x.shape[2:], kernel, strides, dilations, nd)
     _proto.check_elements(x.shape[:2] + tuple(n + b + e for n, b, e in zip(x.shape[2:], begin, end)),
-                          "the padded input", x.data.size)
+                          "the padded input", x.array.size)
     if nd == 1:  # a 1-D operator runs as a 2-D one of height 1
         return (1, *strides), (1, *dilations), [0, *begin], [0, *end]
     return tuple(strides), tuple(dilations), begin, end
@@ -149,7 +149,7 @@ def _pad_tensor(x: Tensor, begin, end, mode: str = "constant", value=0.0) -> Ten
     widths = tuple((int(b), int(e)) for b, e in zip(begin, end))
     if not any(b or e for b, e in widths):
         return x
-    _proto.check_elements([n + b + e for n, (b, e) in zip(x.shape, widths)], "Pad output", x.data.size)
+    _proto.check_elements([n + b + e for n, (b, e) in zip(x.shape, widths)], "Pad output", x.array.size)
     if mode != "constant" and any((b or e) and n == 0 for n, (b, e) in zip(x.shape, widths)):
         raise ValueError(f"cannot pad an empty axis in mode {mode!r}")
     if mode == "reflect" and any(max(b, e) >= n for n, (b, e) in zip(x.shape, widths) if b or e):
@@ -196,7 +196,7 @@ def conv_transpose(node, x, w, b=None):
     k = w.shape[2:]
     full = [(n - 1) * s + (kk - 1) * d + 1 + op for n, s, kk, d, op in zip(x.shape[2:], strides, k, dilations,
                                                                             out_pad)]
-    _proto.check_elements((x.shape[0], w.shape[1] * group, *full), "ConvTranspose output", x.data.size)
+    _proto.check_elements((x.shape[0], w.shape[1] * group, *full), "ConvTranspose output", x.array.size)
     auto = node.attr("auto_pad", "NOTSET")
     target = node.attr("output_shape", None)
     if target is None and auto in ("SAME_UPPER", "SAME_LOWER"):
@@ -246,11 +246,11 @@ def gemm(node, a, b, c=None):
 
 
 def _int_div(a: Tensor, b: Tensor) -> Tensor:
-    x, y = np.broadcast_arrays(a.data, b.data)
+    x, y = np.broadcast_arrays(a.array, b.array)
     if (y == 0).any():
         raise ValueError("integer division by zero")
     q = np.abs(x) // np.abs(y)  # ONNX integer Div truncates toward zero, as C does
-    return _const(np.where((x < 0) != (y < 0), -q, q).astype(np.result_type(a.data, b.data)))
+    return _const(np.where((x < 0) != (y < 0), -q, q).astype(np.result_type(a.array, b.array)))
 
 
 def _arith(op: str):
@@ -309,7 +309,7 @@ def log_softmax(node, x):
 
 
 def where_(node, cond, a, b):
-    return where(cond.data.astype(bool), a, b)
+    return where(cond.array.astype(bool), a, b)
 
 
 def cast(node, x):
@@ -497,7 +497,7 @@ def shape(node, x):
 
 def gather(node, x, indices):
     axis = _axis(node.attr("axis", 0), x.ndim)
-    idx = indices.data
+    idx = indices.array
     if idx.dtype.kind not in "iu":
         raise ValueError(f"indices must be integers, got {idx.dtype}")
     n = x.shape[axis]
@@ -551,7 +551,7 @@ def expand(node, x, shape):
     if any(s < 0 for s in target):
         raise ValueError(f"invalid shape {target}")
     out = np.broadcast_shapes(tuple(x.shape), tuple(target))
-    _proto.check_elements(out, "Expand output", x.data.size)
+    _proto.check_elements(out, "Expand output", x.array.size)
     return AO.Expand.apply(x.reshape((1,) * (len(out) - x.ndim) + tuple(x.shape)), out)
 
 

@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedulers with PyTorch's update rules, defaults and state_dict layout.
 
-Works on any parameter object with ``.data`` (ndarray, updated in place) and ``.grad``
-(None or an object whose ``.data`` is an ndarray); imports nothing else from numcnn.
+Works on any parameter object with ``.array`` (ndarray, updated in place; numcnn's Tensor and Parameter have it)
+and ``.grad`` (None or an object whose ``.array`` is an ndarray); imports nothing else from numcnn.
 """
 
 from . import lr_scheduler

@@ -124,11 +124,11 @@ class Adadelta(Optimizer):
         state = self.state[p]
         if len(state) == 0:
             state["step"] = 0.0
-            state["square_avg"] = np.zeros_like(p.data)
-            state["acc_delta"] = np.zeros_like(p.data)
+            state["square_avg"] = np.zeros_like(p.array)
+            state["acc_delta"] = np.zeros_like(p.array)
         state["step"] += 1
         adadelta_update(
-            p.data,
+            p.array,
             grad,
             state["square_avg"],
             state["acc_delta"],

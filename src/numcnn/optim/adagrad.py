@@ -93,7 +93,7 @@ class Adagrad(Optimizer):
         # torch fills the accumulator from the optimizer's default, not the group's option.
         state = self.state[p]
         state["step"] = 0.0
-        state["sum"] = np.full_like(p.data, self.defaults["initial_accumulator_value"])
+        state["sum"] = np.full_like(p.array, self.defaults["initial_accumulator_value"])
 
     def _update(self, p: Any, grad: np.ndarray, group: dict[str, Any]) -> None:
         if len(self.state[p]) == 0:
@@ -101,7 +101,7 @@ class Adagrad(Optimizer):
         state = self.state[p]
         state["step"] += 1
         adagrad_update(
-            p.data,
+            p.array,
             grad,
             state["sum"],
             state["step"],

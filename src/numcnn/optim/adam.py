@@ -119,14 +119,14 @@ class Adam(Optimizer):
         amsgrad = bool(group["amsgrad"])
         if len(state) == 0:
             state["step"] = 0.0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
+            state["exp_avg"] = np.zeros_like(p.array)
+            state["exp_avg_sq"] = np.zeros_like(p.array)
             if amsgrad:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+                state["max_exp_avg_sq"] = np.zeros_like(p.array)
         state["step"] += 1
         beta1, beta2 = group["betas"]
         adam_update(
-            p.data,
+            p.array,
             grad,
             state["exp_avg"],
             state["exp_avg_sq"],

@@ -117,12 +117,12 @@ class Adamax(Optimizer):
         state = self.state[p]
         if len(state) == 0:
             state["step"] = 0.0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_inf"] = np.zeros_like(p.data)
+            state["exp_avg"] = np.zeros_like(p.array)
+            state["exp_inf"] = np.zeros_like(p.array)
         state["step"] += 1
         beta1, beta2 = group["betas"]
         adamax_update(
-            p.data,
+            p.array,
             grad,
             state["exp_avg"],
             state["exp_inf"],

@@ -137,10 +137,10 @@ class ASGD(Optimizer):
             state["step"] = 0.0
             state["eta"] = _float32(group["lr"])
             state["mu"] = 1.0
-            state["ax"] = np.zeros_like(p.data)
+            state["ax"] = np.zeros_like(p.array)
         state["step"] += 1
         state["eta"], state["mu"] = asgd_update(
-            p.data,
+            p.array,
             grad,
             state["ax"],
             state["eta"],

@@ -168,12 +168,12 @@ class NAdam(Optimizer):
         if len(state) == 0:
             state["step"] = 0.0
             state["mu_product"] = 1.0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
+            state["exp_avg"] = np.zeros_like(p.array)
+            state["exp_avg_sq"] = np.zeros_like(p.array)
         state["step"] += 1
         beta1, beta2 = group["betas"]
         state["mu_product"] = nadam_update(
-            p.data,
+            p.array,
             grad,
             state["exp_avg"],
             state["exp_avg_sq"],

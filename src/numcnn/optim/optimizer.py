@@ -1,7 +1,7 @@
 """Optimizer base class: parameter groups, per-parameter state, PyTorch-layout state_dict.
 
-A parameter is any object with ``.data`` (an ndarray the optimizer updates in place) and
-``.grad`` (None, or an object whose ``.data`` is an ndarray of the same shape and dtype).
+A parameter is any object with ``.array`` (an ndarray the optimizer updates in place) and
+``.grad`` (None, or an object whose ``.array`` is an ndarray of the same shape and dtype).
 Parameters are dictionary keys by identity. This module imports nothing from the rest of
 numcnn, so optimizers work on any such object.
 """
@@ -23,13 +23,12 @@ __all__ = ["Optimizer", "ParamsT"]
 
 
 def _is_parameter(obj: Any) -> bool:
-    # An ndarray has a .data (a memoryview) but no .grad, so it is refused here too.
-    return hasattr(obj, "data") and hasattr(obj, "grad") and not isinstance(obj, np.ndarray)
+    return hasattr(obj, "array") and hasattr(obj, "grad") and not isinstance(obj, np.ndarray)
 
 
 def _as_array(obj: Any) -> np.ndarray:
-    """The ndarray behind a gradient: a Tensor-like's ``.data``, or the array itself."""
-    return obj if isinstance(obj, np.ndarray) else obj.data
+    """The ndarray behind a gradient: a Tensor-like's ``.array``, or the array itself."""
+    return obj if isinstance(obj, np.ndarray) else obj.array
 
 
 def _lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarray | None = None) -> np.ndarray:
@@ -138,7 +137,7 @@ class Optimizer:
         for p in params:
             if not _is_parameter(p):
                 raise TypeError(
-                    "optimizer can only optimize parameters (objects with .data and .grad), "
+                    "optimizer can only optimize parameters (objects with .array and .grad, like numcnn.nn.Parameter), "
                     f"but one of the params is {type(p).__name__}"
                 )
 
@@ -207,7 +206,7 @@ class Optimizer:
 
     def _grad_of(self, p: Any) -> np.ndarray:
         grad = _as_array(p.grad)
-        data = p.data
+        data = p.array
         if grad.shape != data.shape:
             raise ValueError(
                 f"{type(self).__name__}.step: gradient of shape {grad.shape} does not match "
@@ -314,7 +313,7 @@ class Optimizer:
     def _load_state_value(param: Any, index: Any, key: str, value: Any) -> Any:
         if hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # a Tensor (e.g. from a .pth checkpoint)
             value = value.numpy()
-        data = param.data
+        data = param.array
         if key == "step":
             return float(np.asarray(value))
         if isinstance(value, np.ndarray):

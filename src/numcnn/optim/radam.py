@@ -148,12 +148,12 @@ class RAdam(Optimizer):
         state = self.state[p]
         if len(state) == 0:
             state["step"] = 0.0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
+            state["exp_avg"] = np.zeros_like(p.array)
+            state["exp_avg_sq"] = np.zeros_like(p.array)
         state["step"] += 1
         beta1, beta2 = group["betas"]
         radam_update(
-            p.data,
+            p.array,
             grad,
             state["exp_avg"],
             state["exp_avg_sq"],

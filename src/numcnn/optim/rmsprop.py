@@ -112,15 +112,15 @@ class RMSprop(Optimizer):
         centered = bool(group["centered"])
         if len(state) == 0:
             state["step"] = 0.0
-            state["square_avg"] = np.zeros_like(p.data)
+            state["square_avg"] = np.zeros_like(p.array)
         # Created on first need, so that a scheduler (OneCycleLR) may turn momentum on later.
         if momentum > 0 and "momentum_buffer" not in state:
-            state["momentum_buffer"] = np.zeros_like(p.data)
+            state["momentum_buffer"] = np.zeros_like(p.array)
         if centered and "grad_avg" not in state:
-            state["grad_avg"] = np.zeros_like(p.data)
+            state["grad_avg"] = np.zeros_like(p.array)
         state["step"] += 1
         rmsprop_update(
-            p.data,
+            p.array,
             grad,
             state["square_avg"],
             state["grad_avg"] if centered else None,

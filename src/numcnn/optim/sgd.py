@@ -94,7 +94,7 @@ class SGD(Optimizer):
         momentum = float(group["momentum"])
         state = self.state[p] if momentum != 0 else None
         buf = sgd_update(
-            p.data,
+            p.array,
             grad,
             state.get("momentum_buffer") if state is not None else None,
             lr=float(group["lr"]),

@@ -147,7 +147,7 @@ def _train_epoch(run: Run, per_batch: bool, verbose: bool) -> dict:
             n = len(y)
             seen += n
             loss_sum += value * n
-            correct += int((out.data.argmax(axis=1) == y.data).sum())
+            correct += int((out.array.argmax(axis=1) == y.array).sum())
             bar.update(loss_sum / seen, correct / seen, seen / (time.perf_counter() - t0))
     finally:
         bar.close()
@@ -177,8 +177,8 @@ def evaluate(model, loader, loss_fn=F.cross_entropy, num_classes: int | None = N
                 out = model(x)
                 loss_sum += loss_fn(out, y).item() * len(y)
                 n += len(y)
-                preds.append(out.data.argmax(axis=1))
-                labels.append(y.data)
+                preds.append(out.array.argmax(axis=1))
+                labels.append(y.array)
                 num_classes = num_classes or out.shape[1]
     finally:
         model.train(was_training)
@@ -196,7 +196,7 @@ def evaluate(model, loader, loss_fn=F.cross_entropy, num_classes: int | None = N
 def predict(model, x, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (softmax of the logits), float32 (N, num_classes), for images ``x`` (N, C, H, W)
     (Tensor or ndarray), in eval mode, in batches; the model's mode is restored afterwards."""
-    arr = x.data if isinstance(x, Tensor) else np.asarray(x)
+    arr = x.array if isinstance(x, Tensor) else np.asarray(x)
     if arr.dtype != np.float32:
         raise TypeError(f"predict: expected float32 images, got {arr.dtype} (convert with ToTensor or .float())")
     was_training = model.training
@@ -205,7 +205,7 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
     try:
         with no_grad():
             for i in range(0, len(arr), batch_size):
-                outs.append(F.softmax(model(Tensor(arr[i : i + batch_size])), dim=1).data)
+                outs.append(F.softmax(model(Tensor(arr[i : i + batch_size])), dim=1).array)
     finally:
         model.train(was_training)
     return np.concatenate(outs)

@@ -18,7 +18,7 @@ def one_hot_mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> 
     as ``F.mse_loss(input, F.one_hot(target, C).float())`` in PyTorch. The one-hot matrix has the input's dtype."""
     if input.ndim != 2:
         raise ValueError(f"one_hot_mse_loss: expected outputs (N, C), got shape {tuple(input.shape)}")
-    labels = target.data if isinstance(target, Tensor) else np.asarray(target)
+    labels = target.array if isinstance(target, Tensor) else np.asarray(target)
     if labels.shape != (input.shape[0],) or labels.dtype.kind not in "iu":
         raise ValueError(f"one_hot_mse_loss: expected integer class indices of shape ({input.shape[0]},), "
                          f"got {labels.dtype} {labels.shape}")

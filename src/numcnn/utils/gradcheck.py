@@ -37,14 +37,14 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor] | Tensor, eps:
     for t in diff:
         t.grad = None
     (out * Tensor(v)).sum().backward()
-    analytic = [np.zeros(t.shape) if t.grad is None else t.grad.data.copy() for t in diff]
+    analytic = [np.zeros(t.shape) if t.grad is None else t.grad.array.copy() for t in diff]
 
     def objective() -> float:
         with no_grad():
-            return float((fn(*inputs).data * v).sum())
+            return float((fn(*inputs).array * v).sum())
 
     for k, t in enumerate(diff):
-        flat = t.data.reshape(-1)  # a view: perturbing it perturbs the input
+        flat = t.array.reshape(-1)  # a view: perturbing it perturbs the input
         numeric = np.empty(flat.size)
         for j in range(flat.size):
             old = flat[j]

@@ -43,7 +43,7 @@ def activation_curves(x: np.ndarray, names=None) -> dict[str, tuple[np.ndarray, 
         t = Tensor(x.copy(), requires_grad=True)
         y = ACTIVATIONS[name][1](t)
         y.sum().backward()
-        out[name] = (y.data.copy(), t.grad.data.copy())
+        out[name] = (y.array.copy(), t.grad.array.copy())
     return out
 
 
@@ -63,7 +63,7 @@ def conv_feature_maps(model, x) -> list[tuple[str, np.ndarray]]:
     maps: list[tuple[str, np.ndarray]] = []
 
     def hook(module, inputs, output):
-        maps.append((names.get(id(module), "?"), output.data.copy()))
+        maps.append((names.get(id(module), "?"), output.array.copy()))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, Conv2d)]
     if not handles:

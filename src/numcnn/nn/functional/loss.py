@@ -81,14 +81,14 @@ def _index_targets(fn, input, target, weight, ignore_index, label_smoothing):
     if tuple(target.shape) != expected:
         raise ValueError(f"{fn}: expected target of shape {expected} for input of shape {tuple(input.shape)}, "
                          f"got {tuple(target.shape)}")
-    t = target.data.reshape(-1).astype(np.int64, copy=False)
+    t = target.array.reshape(-1).astype(np.int64, copy=False)
     valid = t != ignore_index
     tv = np.where(valid, t, 0)
     if np.any((tv < 0) | (tv >= C)):
         bad = t[valid & ((t < 0) | (t >= C))][0]
         raise ValueError(f"{fn}: target {bad} is out of bounds for {C} classes")
     dt = input.dtype
-    w = np.ones(C, dtype=dt) if weight is None else weight.data
+    w = np.ones(C, dtype=dt) if weight is None else weight.array
     M = t.shape[0]
     q = np.zeros((M, C), dtype=dt)
     rows = np.arange(M)
@@ -221,7 +221,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     pw = None
     if pos_weight is not None:
         check_same_dtype(input, pos_weight, fn, "pos_weight")
-        pw = pos_weight.data
+        pw = pos_weight.array
     loss = _BCEWithLogits.apply(input, target, pw)
     if weight is not None:
         check_same_dtype(input, weight, fn, "weight")

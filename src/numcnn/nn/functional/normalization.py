@@ -61,7 +61,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             check_same_dtype(input, t, fn, name)
     axes = _bn_axes(input.ndim)
     if training:
-        n = input.data.size // C
+        n = input.array.size // C
         if n <= 1:
             raise ValueError(f"{fn}: expected more than 1 value per channel when training, got input shape "
                              f"{tuple(input.shape)}")
@@ -69,11 +69,11 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         y = _BatchNormTrain.apply(input, weight, bias, float(eps), axes, stats)
         if running_mean is not None and running_var is not None:
             mean, var = stats
-            K.batch_norm_update_running(running_mean.data, running_var.data, mean, var, n, float(momentum))
+            K.batch_norm_update_running(running_mean.array, running_var.array, mean, var, n, float(momentum))
         return y
     if running_mean is None or running_var is None:
         raise ValueError(f"{fn}: running_mean and running_var are required in eval mode")
-    return _BatchNormEval.apply(input, weight, bias, running_mean.data, running_var.data, float(eps), axes)
+    return _BatchNormEval.apply(input, weight, bias, running_mean.array, running_var.array, float(eps), axes)
 
 
 class _LayerNorm(Function):

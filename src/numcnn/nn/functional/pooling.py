@@ -77,7 +77,7 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
                                                  ceil_mode)
     if return_indices:
         x4 = input.unsqueeze(0) if input.ndim == 3 else input
-        _, idx = K.max_pool2d_forward(x4.data, kernel, stride, padding, dilation, ceil_mode)
+        _, idx = K.max_pool2d_forward(x4.array, kernel, stride, padding, dilation, ceil_mode)
         y = _MaxPool2d.apply(x4, kernel, stride, padding, dilation, bool(ceil_mode))
         if input.ndim == 3:
             return y.squeeze(0), Tensor._make(idx[0], False)

@@ -233,7 +233,7 @@ class Module:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data[...] = 0
+                    p.grad.array[...] = 0
 
     def to(self, *args, **kwargs) -> Module:
         """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(tensor)`` as in PyTorch: floating-point
@@ -251,10 +251,10 @@ class Module:
         for m in self.modules():
             for store in (m._parameters, m._buffers):
                 for v in store.values():
-                    if v is not None and v.data.dtype.kind == "f":
-                        v.data = v.data.astype(dtype)
+                    if v is not None and v.array.dtype.kind == "f":
+                        v.array = v.array.astype(dtype)
                         if v.grad is not None:
-                            v.grad.data = v.grad.data.astype(dtype)
+                            v.grad.array = v.grad.array.astype(dtype)
         return self
 
     def float(self) -> Module:
@@ -304,13 +304,13 @@ class Module:
             if k not in state_dict:
                 continue
             v = state_dict[k]
-            arr = v.data if isinstance(v, Tensor) else np.asarray(v)
+            arr = v.array if isinstance(v, Tensor) else np.asarray(v)
             if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
                 errors.append(f'"{k}": expected a Tensor or numeric ndarray, got {type(v).__name__}')
-            elif arr.shape != target.data.shape:
+            elif arr.shape != target.array.shape:
                 errors.append(
                     f'size mismatch for "{k}": copying a param with shape {arr.shape}, '
-                    f"the shape in the current model is {target.data.shape}"
+                    f"the shape in the current model is {target.array.shape}"
                 )
             else:
                 staged.append((target, arr))
@@ -318,7 +318,7 @@ class Module:
             raise ValueError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
         with no_grad():
             for target, arr in staged:
-                target.data[...] = arr
+                target.array[...] = arr
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ printing
