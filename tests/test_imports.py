@@ -44,7 +44,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "numcnn"
 
-#: Layer -> the packages and modules in it, lowest first (``numcnn.vision`` does not exist yet: its place if it comes).
+#: Layer -> the packages and modules in it, lowest first.
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("numcnn.kernels", "numcnn._config", "numcnn._io", "numcnn._schema", "numcnn._version"),
     1: ("numcnn.autograd", "numcnn.cuda", "numcnn.backends", "numcnn.accelerator"),

@@ -16,7 +16,10 @@ import numpy as np
 
 from numcnn._config import default_generator
 
-__all__ = ["Dataset", "ArrayDataset", "TensorDataset", "NpzDataset", "Subset", "random_split"]
+__all__ = [
+    "ArrayDataset", "ChainDataset", "ConcatDataset", "Dataset", "IterableDataset", "NpzDataset", "StackDataset",
+    "Subset", "TensorDataset", "random_split",
+]
 
 
 def gather_equivalent(getitem: Callable) -> Callable:
@@ -30,13 +33,98 @@ def gather_equivalent(getitem: Callable) -> Callable:
 
 
 class Dataset:
-    """Base class of map-style datasets: subclasses define ``__len__`` and ``__getitem__``."""
+    """Base class of map-style datasets: subclasses define ``__len__`` and ``__getitem__``.
+
+    ``Dataset[T]`` is accepted in class statements (``class Pairs(Dataset[tuple])``), as torch's generic Dataset."""
+
+    def __class_getitem__(cls, item: Any) -> type:
+        return cls
 
     def __len__(self) -> int:
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> Any:
         raise NotImplementedError
+
+    def __add__(self, other: Dataset) -> ConcatDataset:
+        return ConcatDataset([self, other])
+
+
+class IterableDataset(Dataset):
+    """Base class of iterable-style datasets: subclasses define ``__iter__`` (and may define ``__len__``).
+
+    With DataLoader workers every worker iterates the same dataset; ``get_worker_info()`` inside ``__iter__``
+    tells a worker which share to yield (as in torch)."""
+
+    def __iter__(self):
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise TypeError(f"{type(self).__name__} is an IterableDataset without a length (define __len__ for one)")
+
+    def __getitem__(self, index: int) -> Any:
+        raise TypeError(f"{type(self).__name__} is an IterableDataset: iterate over it instead of indexing it")
+
+    def __add__(self, other: Any) -> ChainDataset:
+        return ChainDataset([self, other])
+
+
+class ConcatDataset(Dataset):
+    """The items of several map-style datasets one after another; ``cumulative_sizes`` as in torch."""
+
+    def __init__(self, datasets: Sequence[Any]) -> None:
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("ConcatDataset: datasets should not be an empty iterable")
+        if any(isinstance(d, IterableDataset) for d in self.datasets):
+            raise TypeError("ConcatDataset does not support IterableDataset (use ChainDataset)")
+        self.cumulative_sizes = np.cumsum([len(d) for d in self.datasets]).tolist()
+
+    def __len__(self) -> int:
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, index: int) -> Any:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"ConcatDataset: index {index} out of range for {n} items")
+        index = index + n if index < 0 else index
+        k = int(np.searchsorted(self.cumulative_sizes, index, side="right"))
+        return self.datasets[k][index - (self.cumulative_sizes[k - 1] if k else 0)]
+
+
+class ChainDataset(IterableDataset):
+    """Several iterable datasets chained one after another."""
+
+    def __init__(self, datasets: Sequence[Any]) -> None:
+        self.datasets = list(datasets)
+
+    def __iter__(self):
+        for d in self.datasets:
+            yield from d
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.datasets)
+
+
+class StackDataset(Dataset):
+    """Item i gathers item i of every dataset: a tuple (positional datasets) or a dict (keyword datasets)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if bool(args) == bool(kwargs):
+            raise ValueError("StackDataset: pass datasets either as positional or as keyword arguments (not both)")
+        self.datasets = args or kwargs
+        lengths = {len(d) for d in (args or kwargs.values())}
+        if len(lengths) != 1:
+            raise ValueError(f"StackDataset: size mismatch between datasets, got lengths {sorted(lengths)}")
+        self._length = lengths.pop()
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> Any:
+        if isinstance(self.datasets, dict):
+            return {k: d[index] for k, d in self.datasets.items()}
+        return tuple(d[index] for d in self.datasets)
 
 
 def _to_array(a: Any) -> np.ndarray:
@@ -150,21 +238,24 @@ class Subset(Dataset):
 def random_split(
     dataset: Any,
     lengths: Sequence[int | float],
-    seed: int | None = None,
     generator: np.random.Generator | None = None,
+    *,
+    seed: int | None = None,
 ) -> list[Subset]:
     """Split ``dataset`` into non-overlapping random Subsets of the given lengths.
 
     ``lengths``: ints summing to ``len(dataset)``, or fractions summing to 1; as in PyTorch each part
     gets ``floor(n * fraction)`` items and the leftover items go one each to the first parts.
+    ``generator`` (PyTorch's third argument) is a ``numpy.random.Generator``.
     The permutation is ``generator.permutation(n)``, the generator being ``generator``,
     ``np.random.default_rng(seed)``, or numcnn's global one (``numcnn.manual_seed``) if neither is given.
     """
     if seed is not None and generator is not None:
         raise ValueError("random_split: pass seed or generator, not both")
+    generator = _numpy_generator(generator)
     n = len(dataset)
     lengths = list(lengths)
-    if lengths and all(isinstance(v, float) for v in lengths) and math.isclose(sum(lengths), 1.0):
+    if lengths and math.isclose(sum(lengths), 1.0) and sum(lengths) <= 1 and any(isinstance(v, float) for v in lengths):
         if any(not 0 <= v <= 1 for v in lengths):
             raise ValueError(f"random_split: fractions must lie in [0, 1], got {lengths}")
         counts = [math.floor(n * v) for v in lengths]
@@ -181,3 +272,13 @@ def random_split(
     perm = generator.permutation(n)
     bounds = np.cumsum([0, *lengths])
     return [Subset(dataset, perm[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _numpy_generator(generator: Any) -> np.random.Generator | None:
+    if generator is None or isinstance(generator, np.random.Generator):
+        return generator
+    inner = getattr(generator, "generator", None)  # a torch-style Generator wrapper holding a NumPy one
+    if isinstance(inner, np.random.Generator):
+        return inner
+    raise TypeError(f"random_split: generator must be a numpy.random.Generator (e.g. np.random.default_rng(42)), "
+                    f"got {type(generator).__name__}")

@@ -33,7 +33,7 @@ from numcnn._io import atomic_write
 from numcnn.data.base import ArrayDataset, gather_equivalent
 from numcnn.data.idx import read_idx
 
-__all__ = ["MNIST", "FashionMNIST", "user_cache_dir"]
+__all__ = ["MNIST", "FashionMNIST", "download_file", "user_cache_dir"]
 
 
 def user_cache_dir() -> Path:
@@ -41,6 +41,37 @@ def user_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
     return base / "numcnn"
+
+
+def download_file(url: str, dest: Path, md5: str, timeout: float) -> str | None:
+    """Download ``url`` to ``dest`` atomically if its MD5 is ``md5``; return why not otherwise (None: done).
+    ``timeout``: seconds, per connection attempt and per blocking read. A failed download leaves nothing at dest."""
+    def download(f) -> None:
+        digest, size = hashlib.md5(), 0
+        request = urllib.request.Request(url, headers={"User-Agent": "numcnn"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            declared = response.headers.get("Content-Length")
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+        # http.client does not complain when the connection closes early: check the length.
+        if declared is not None and declared.isdigit() and size != int(declared):
+            raise _Rejected(f"truncated: received {size} of {declared} bytes")
+        if digest.hexdigest() != md5:
+            raise _Rejected(f"MD5 mismatch: got {digest.hexdigest()}, expected {md5} ({size} bytes)")
+
+    try:
+        atomic_write(dest, download)
+        return None
+    except _Rejected as err:
+        return str(err)
+    except urllib.error.HTTPError as err:
+        return f"HTTP {err.code} {err.reason}"
+    except urllib.error.URLError as err:
+        return f"unreachable ({err.reason})"
+    except (OSError, http.client.HTTPException, ValueError) as err:
+        return f"{type(err).__name__}: {err}"
 
 
 class _Rejected(Exception):
@@ -208,32 +239,7 @@ class _IdxImageDataset(ArrayDataset):
 
     def _fetch(self, url: str, dest: Path, md5: str) -> str | None:
         """Download ``url`` to ``dest`` atomically if its MD5 is ``md5``; return why not otherwise."""
-        def download(f) -> None:
-            digest, size = hashlib.md5(), 0
-            request = urllib.request.Request(url, headers={"User-Agent": "numcnn"})
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                declared = response.headers.get("Content-Length")
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-            # http.client does not complain when the connection closes early: check the length.
-            if declared is not None and declared.isdigit() and size != int(declared):
-                raise _Rejected(f"truncated: received {size} of {declared} bytes")
-            if digest.hexdigest() != md5:
-                raise _Rejected(f"MD5 mismatch: got {digest.hexdigest()}, expected {md5} ({size} bytes)")
-
-        try:
-            atomic_write(dest, download)  # a rejected or failed download leaves nothing under dest
-            return None
-        except _Rejected as err:
-            return str(err)
-        except urllib.error.HTTPError as err:
-            return f"HTTP {err.code} {err.reason}"
-        except urllib.error.URLError as err:
-            return f"unreachable ({err.reason})"
-        except (OSError, http.client.HTTPException, ValueError) as err:
-            return f"{type(err).__name__}: {err}"
+        return download_file(url, dest, md5, self.timeout)
 
 
 class MNIST(_IdxImageDataset):

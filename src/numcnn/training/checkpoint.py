@@ -92,7 +92,8 @@ def _loader_rngs(loader) -> list:
     """The generators a DataLoader draws from (shuffling and random transforms)."""
     if loader is None:
         return []
-    return [getattr(loader, "generator", None), getattr(loader, "_transform_rng", None)]
+    return [getattr(loader, "generator", None), getattr(loader, "_transform_rng", None),
+            getattr(loader, "_worker_seed_rng", None)]  # the stream the workers' seeds are drawn from
 
 
 def save_checkpoint(folder, *, model, optimizer=None, scheduler=None, epoch: int, history=None, train_loader=None,
