@@ -7,6 +7,7 @@ from ._version import __version__  # noqa: F401 - numcnn.__version__
 from .autograd import Tensor, cat, enable_grad, is_grad_enabled, no_grad, stack, tensor, where
 from .autograd.creation import arange, empty, full, ones, ones_like, rand, randint, randn, zeros, zeros_like
 from .autograd.device import device
+from .autograd.dtype import as_dtype, dtype
 from .autograd.function_forms import *  # noqa: F403 - numcnn.max(x, 1), numcnn.flatten(x, 1), ... (PyTorch's forms)
 from .autograd.function_forms import FORMS as _FORMS
 from .autograd.tensor import Size
@@ -14,12 +15,16 @@ from .serialization import load, save
 
 tune_malloc_from_env()  # see numcnn/_config/malloc.py: freed activations stay mapped for the next step
 
-float32 = _np.dtype(_np.float32)
-float64 = _np.dtype(_np.float64)
-int64 = _np.dtype(_np.int64)
-int32 = _np.dtype(_np.int32)
-uint8 = _np.dtype(_np.uint8)
-bool_ = _np.dtype(_np.bool_)
+float32 = as_dtype(_np.float32)
+float64 = as_dtype(_np.float64)
+float16 = half = as_dtype(_np.float16)
+int64 = as_dtype(_np.int64)
+int32 = as_dtype(_np.int32)
+int16 = short = as_dtype(_np.int16)
+int8 = as_dtype(_np.int8)
+uint8 = as_dtype(_np.uint8)
+bool_ = as_dtype(_np.bool_)
+bool = bool_  # noqa: A001 - torch.bool
 float = float32  # noqa: A001 - torch.float is float32
 double = float64
 long = int64
@@ -51,7 +56,7 @@ def __getattr__(name: str):
 
 
 __all__ = [*_FORMS,
-    "Size", "Tensor", "accelerator", "backends", "cuda", "device", "arange", "cat", "empty", "enable_grad",
+    "Size", "Tensor", "accelerator", "backends", "cuda", "device", "dtype", "arange", "cat", "empty", "enable_grad",
     "full", "get_num_threads", "is_grad_enabled", "load", "manual_seed", "models", "nn", "no_grad", "ones",
     "ones_like", "optim", "rand", "randint", "randn", "runtime", "save", "set_num_threads", "stack", "tensor",
     "utils", "where", "zeros", "zeros_like"

@@ -60,9 +60,9 @@ def test_to_takes_pytorch_arguments():
              ((), {"device": "cpu", "dtype": numcnn.float64}), ((numcnn.zeros(1, dtype=numcnn.float64),), {}),
              ((numcnn.float32,), {"copy": True}), (("cpu",), {"non_blocking": True})]
     for args, kwargs in cases:
-        targs = [getattr(torch, a.name) if isinstance(a, np.dtype) else torch.zeros(1, dtype=torch.float64)
+        targs = [getattr(torch, a.name) if isinstance(a, numcnn.dtype) else torch.zeros(1, dtype=torch.float64)
                  if isinstance(a, numcnn.Tensor) else a for a in args]
-        tkw = {k: getattr(torch, v.name) if isinstance(v, np.dtype) else v for k, v in kwargs.items()}
+        tkw = {k: getattr(torch, v.name) if isinstance(v, numcnn.dtype) else v for k, v in kwargs.items()}
         ours, theirs = x.to(*args, **kwargs), t.to(*targs, **tkw)
         assert ours.dtype.name == str(theirs.dtype).removeprefix("torch.")
         assert (ours is x) == (theirs is t), (args, kwargs)
@@ -146,6 +146,18 @@ def test_comparison_methods_and_type():
         same_text(numcnn.tensor(np.zeros(2, dtype)).type(), torch.from_numpy(np.zeros(2, dtype)).type())
     assert numcnn.ones(2).type(numcnn.float64).dtype == np.float64
     assert numcnn.ones(2).type("torch.LongTensor").dtype == np.int64
+
+
+@pytest.mark.parametrize("name", ["float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"])
+def test_dtypes_print_as_pytorchs_and_work_as_numpys(name):
+    ours, theirs = getattr(numcnn, name), getattr(torch, name)
+    same_text(repr(ours), repr(theirs))
+    same_text(str(numcnn.zeros(2, dtype=ours).dtype), str(torch.zeros(2, dtype=theirs).dtype))
+    np_dtype = np.dtype(name)
+    assert ours == np_dtype and ours == name and hash(ours) == hash(np_dtype) and np.zeros(1, ours).dtype == np_dtype
+    assert ours.is_floating_point == theirs.is_floating_point and ours.itemsize == theirs.itemsize
+    assert (numcnn.float, numcnn.double, numcnn.long, numcnn.half) == (numcnn.float32, numcnn.float64, numcnn.int64,
+                                                                       numcnn.float16)
 
 
 def test_size_prints_and_behaves_as_torch_size():

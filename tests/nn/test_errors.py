@@ -122,48 +122,48 @@ CASES = [
     # wrong dtypes
     (
         TypeError,
-        r"conv2d: expected input to be a floating point tensor, got dtype int64 \(call \.float\(\)",
+        r"conv2d: expected input to be a floating point tensor, got dtype numcnn.int64 \(call \.float\(\)",
         lambda: nn.Conv2d(1, 4, 3)(T(2, 1, 5, 5, dtype=np.int64)),
     ),
     (
         TypeError,
-        r"linear: expected input to be a floating point tensor, got dtype int64",
+        r"linear: expected input to be a floating point tensor, got dtype numcnn.int64",
         lambda: nn.Linear(3, 4)(T(2, 3, dtype=np.int64)),
     ),
     (
         TypeError,
-        r"relu: expected input to be a floating point tensor, got dtype uint8",
+        r"relu: expected input to be a floating point tensor, got dtype numcnn.uint8",
         lambda: nn.ReLU()(T(2, 3, dtype=np.uint8)),
     ),
     (
         TypeError,
-        r"max_pool2d: expected input to be a floating point tensor, got dtype int64",
+        r"max_pool2d: expected input to be a floating point tensor, got dtype numcnn.int64",
         lambda: nn.MaxPool2d(2)(T(1, 1, 4, 4, dtype=np.int64)),
     ),
     (TypeError, r"relu: expected input to be a numcnn Tensor, got ndarray", lambda: F.relu(np.zeros(3))),
     (
         TypeError,
-        r"conv2d: input dtype float64 does not match weight dtype float32.*call \.float\(\) on the input",
+        r"conv2d: input dtype numcnn.float64 does not match weight dtype numcnn.float32.*call \.float\(\) on the input",
         lambda: nn.Conv2d(1, 4, 3)(T(2, 1, 5, 5, dtype=np.float64)),
     ),
     (
         TypeError,
-        r"linear: input dtype float64 does not match weight dtype float32.*\.float\(\)",
+        r"linear: input dtype numcnn.float64 does not match weight dtype numcnn.float32.*\.float\(\)",
         lambda: nn.Linear(3, 4)(T(2, 3, dtype=np.float64)),
     ),
     (
         TypeError,
-        r"batch_norm: input dtype float64 does not match weight dtype float32.*\.float\(\)",
+        r"batch_norm: input dtype numcnn.float64 does not match weight dtype numcnn.float32.*\.float\(\)",
         lambda: nn.BatchNorm2d(3)(T(2, 3, 2, 2, dtype=np.float64)),
     ),
     (
         TypeError,
-        r"layer_norm: input dtype float64 does not match weight dtype float32.*\.float\(\)",
+        r"layer_norm: input dtype numcnn.float64 does not match weight dtype numcnn.float32.*\.float\(\)",
         lambda: nn.LayerNorm(3)(T(2, 3, dtype=np.float64)),
     ),
     (
         TypeError,
-        r"linear: input dtype float32 does not match weight dtype float64.*\.double\(\) on the input",
+        r"linear: input dtype numcnn.float32 does not match weight dtype numcnn.float64.*\.double\(\) on the input",
         lambda: nn.Linear(3, 4).double()(T(2, 3)),
     ),
     # losses
@@ -210,7 +210,7 @@ CASES = [
     ),
     (
         TypeError,
-        r"nll_loss: expected target to be an int64 Tensor of class indices, got float32",
+        r"nll_loss: expected target to be an int64 Tensor of class indices, got numcnn.float32",
         lambda: nn.NLLLoss()(T(8, 3), T(8)),
     ),
     (
@@ -225,7 +225,7 @@ CASES = [
     ),
     (
         TypeError,
-        r"mse_loss: input dtype float32 does not match target dtype float64.*\.float\(\) on the target",
+        r"mse_loss: input dtype numcnn.float32 does not match target dtype numcnn.float64.*\.float\(\) on the target",
         lambda: nn.MSELoss()(T(8, 3), T(8, 3, dtype=np.float64)),
     ),
     (

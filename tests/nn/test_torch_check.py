@@ -30,7 +30,7 @@ def test_catches_a_wrong_gradient(torch_check):
 
 
 def test_catches_a_float64_leak(torch_check):
-    with pytest.raises(AssertionError, match="dtype float64"):
+    with pytest.raises(AssertionError, match="dtype numcnn.float64"):
         torch_check(lambda x: x.double() * 2, lambda x: x * 2, X)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import activation_ops, function, ops, printing
 from .device import CPU, check_cpu, device, is_device_spec
+from .dtype import as_dtype, dtype
 from .engine import run_backward
 from .grad_mode import _GradMode
 
@@ -157,8 +158,9 @@ class Tensor:
         return Size(self.array.shape)
 
     @property
-    def dtype(self) -> np.dtype:
-        return self.array.dtype
+    def dtype(self) -> dtype:
+        """The data type, printed as PyTorch's (``numcnn.float32``); NumPy takes it as a dtype (autograd/dtype.py)."""
+        return as_dtype(self.array.dtype)
 
     @property
     def ndim(self) -> int:

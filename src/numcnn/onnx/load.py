@@ -240,7 +240,7 @@ class OnnxModule(Module):
         for (name, dtype, dims), x in zip(self._input_specs, inputs):
             x = x if isinstance(x, Tensor) else Tensor._make(np.asarray(x), False)
             if x.dtype != dtype:
-                raise TypeError(f"ONNX model input {name!r}: expected dtype {dtype}, got {x.dtype}")
+                raise TypeError(f"ONNX model input {name!r}: expected dtype {dtype}, got {x.array.dtype}")
             if dims is not None and (x.ndim != len(dims) or any(isinstance(d, int) and d != s
                                                                 for d, s in zip(dims, x.shape))):
                 want = ", ".join(str(d) if d is not None else "?" for d in dims)

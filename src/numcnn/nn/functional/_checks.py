@@ -34,7 +34,7 @@ def check_tensor(x, fn: str, name: str = "input", ndims: tuple[int, ...] | None 
 
 
 def _cast_call(dtype) -> str:
-    return {"float32": ".float()", "float64": ".double()"}.get(str(dtype), f".to({dtype})")
+    return {"float32": ".float()", "float64": ".double()"}.get(np.dtype(dtype).name, f".to({dtype})")
 
 
 def check_same_dtype(x: Tensor, w: Tensor | None, fn: str, wname: str = "weight") -> None:
