@@ -7,6 +7,9 @@ value found there and what was expected::
 
     runs/a/config.json: recipe.batch_size is "100", expected an integer >= 1
 
+:func:`clean_json` is the other direction: what numcnn writes as JSON, made plain (NumPy values to Python, NaN and
+infinities to null).
+
 The ``integer``/``number``/... helpers build schema leaves that carry their own wording of "expected" (a
 ``description``), so a message reads as the schema does.
 """
@@ -14,10 +17,12 @@ The ``integer``/``number``/... helpers build schema leaves that carry their own 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 
 #: No file numcnn writes nests deeper than this (a checkpoint's scheduler state is ~6 levels).
 MAX_DEPTH = 32
@@ -159,3 +164,18 @@ def describe(error: jsonschema.ValidationError) -> str:
 def _show(value) -> str:
     text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def clean_json(obj):
+    """NumPy scalars/arrays -> plain Python; NaN and infinities -> None (standard JSON has no such numbers)."""
+    if isinstance(obj, dict):
+        return {str(k): clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return clean_json(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

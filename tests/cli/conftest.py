@@ -11,46 +11,21 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from fake_datasets import isolate_data_env, write_fake_dataset
 from numcnn.cli.main import main
-from numcnn.data import MNIST, FashionMNIST, write_idx
-
-N_TRAIN, N_TEST = 240, 60
-
-
-def make_images(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Dim noise with a bright 6x6 square whose place depends on the class: learnable in a few steps."""
-    y = rng.integers(0, 10, n).astype(np.uint8)
-    x = (rng.random((n, 28, 28)) * 60).astype(np.uint8)
-    for k in range(10):
-        r, c = divmod(k, 4)
-        x[y == k, 3 + 8 * r : 9 + 8 * r, 2 + 6 * c : 8 + 6 * c] = 230
-    return x, y
 
 
 @pytest.fixture(autouse=True)
 def isolated_data_env(tmp_path, monkeypatch):
-    """No test sees the real user cache, $NUMCNN_DATA or the system folder of Debian's Fashion-MNIST."""
-    monkeypatch.delenv("NUMCNN_DATA", raising=False)
-    monkeypatch.setenv("NUMCNN_MIRRORS", "http://127.0.0.1:9/")  # a closed port: never the network
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setattr(FashionMNIST, "system_dirs", ())
-    monkeypatch.setattr(MNIST, "system_dirs", ())
+    isolate_data_env(tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    """A folder with the four MNIST-layout files: 240 training and 60 test images."""
-    folder = tmp_path_factory.mktemp("fake-data")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        x, y = make_images(rng, n)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", x)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", y)
-    return folder
+    """A folder with the four MNIST-layout files: 240 training and 60 test images (tests/fake_datasets.py)."""
+    return write_fake_dataset(tmp_path_factory.mktemp("fake-data"))
 
 
 class Result:

@@ -24,14 +24,13 @@ still runs (:func:`is_run`) when their config.json is a run config and they hold
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .._schema import SchemaError, parse_json
+from .._schema import SchemaError, clean_json, parse_json
 from .._version import __version__
 from ..autograd import Tensor, no_grad
 from ..data import DataLoader, Normalize, random_split
@@ -67,21 +66,6 @@ CHECKPOINT_DIRS = (CHECKPOINT, f".{CHECKPOINT}.tmp", f".{CHECKPOINT}.old")
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
 VAL_IMAGES = 5000  # held out of the training file for validation (fewer for small --limit, see split_sizes)
 EVAL_BATCH = 200  # batch size of every evaluation: the same batches, hence the same numbers, in train and evaluate
-
-
-def clean_json(obj):
-    """NaN/Inf -> None and NumPy scalars/arrays -> plain Python, so json.dumps writes standard JSON."""
-    if isinstance(obj, dict):
-        return {str(k): clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean_json(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean_json(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def write_json(path: Path, obj) -> None:

@@ -1,7 +1,8 @@
 """Arrays on the wire: ``{"dtype": "float32"|"uint8", "shape": [...], "b64": base64 of the little-endian bytes}``.
 
 The page decodes them into typed arrays (``Float32Array`` / ``Uint8Array``); plain JSON lists of floats would be
-five times larger and slower to parse. :func:`clean_json` turns NumPy scalars and non-finite floats into plain JSON.
+five times larger and slower to parse. ``numcnn._schema.clean_json`` turns NumPy scalars and non-finite floats
+into plain JSON.
 """
 
 from __future__ import annotations
@@ -47,17 +48,3 @@ def unpack(obj, what: str = "array") -> np.ndarray:
         raise ExploreError(f"{what}: shape {shape} of {dtype} needs {expected} bytes, b64 holds {len(raw)}")
     return np.frombuffer(raw, dtype=DTYPES[dtype]).reshape(shape).astype(DTYPES[dtype].newbyteorder("="))
 
-
-def clean_json(obj):
-    """NumPy scalars/arrays -> plain Python; NaN and infinities -> None (standard JSON has no such numbers)."""
-    if isinstance(obj, dict):
-        return {str(k): clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean_json(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean_json(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

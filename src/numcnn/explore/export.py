@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write
+from .._schema import clean_json
 from .._version import __version__
-from .arrays import clean_json
 from .errors import ExploreError
 from .explorer import Explorer
 

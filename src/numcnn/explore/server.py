@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from .._schema import clean_json
 from ..kernels.runtime import runtime
-from .arrays import clean_json
 from .errors import ExploreError
 from .explorer import Explorer
 from .upload import MAX_UPLOAD_BYTES, prepare_upload

@@ -22,6 +22,18 @@ ParamsT = Iterable[Any] | Iterable[dict[str, Any]]
 __all__ = ["Optimizer", "ParamsT"]
 
 
+def check_hyperparameters(**values: Any) -> None:
+    """PyTorch's refusals, in the order given: ``Invalid learning rate: -1`` (``lr``), ``Invalid beta parameter at
+    index 1: 1.0`` (``betas``: each in [0, 1)), ``Invalid <name> value: -1`` (any other: >= 0)."""
+    for name, value in values.items():
+        if name == "betas":
+            for i, beta in enumerate(value[:2]):
+                if not 0.0 <= beta < 1.0:
+                    raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+        elif not 0.0 <= value:
+            raise ValueError(f"Invalid learning rate: {value}" if name == "lr" else f"Invalid {name} value: {value}")
+
+
 def _is_parameter(obj: Any) -> bool:
     return hasattr(obj, "array") and hasattr(obj, "grad") and not isinstance(obj, np.ndarray)
 
