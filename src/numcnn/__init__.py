@@ -5,11 +5,32 @@ import numpy as _np
 from ._config import manual_seed, tune_malloc_from_env
 from ._version import __version__  # noqa: F401 - numcnn.__version__
 from .autograd import Tensor, cat, enable_grad, is_grad_enabled, no_grad, stack, tensor, where
-from .autograd.creation import arange, empty, full, ones, ones_like, rand, randint, randn, zeros, zeros_like
+from .autograd.creation import (
+    arange,
+    as_tensor,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    zeros,
+    zeros_like,
+)
 from .autograd.device import device
 from .autograd.dtype import as_dtype, dtype
 from .autograd.function_forms import *  # noqa: F403 - numcnn.max(x, 1), numcnn.flatten(x, 1), ... (PyTorch's forms)
 from .autograd.function_forms import FORMS as _FORMS
+from .autograd.grad_mode import inference_mode, set_grad_enabled
 from .autograd.tensor import Size
 from .serialization import load, save
 
@@ -31,6 +52,11 @@ long = int64
 
 from . import accelerator, backends, cuda, models, nn, optim, utils  # noqa: E402  (they import the names above)
 from .kernels.runtime import runtime  # noqa: E402
+
+
+def get_default_dtype():
+    """float32: numcnn's default floating point type (fixed; ``set_default_dtype`` is not offered)."""
+    return float32
 
 
 def set_num_threads(n: int) -> None:
@@ -59,5 +85,6 @@ __all__ = [*_FORMS,
     "Size", "Tensor", "accelerator", "backends", "cuda", "device", "dtype", "arange", "cat", "empty", "enable_grad",
     "full", "get_num_threads", "is_grad_enabled", "load", "manual_seed", "models", "nn", "no_grad", "ones",
     "ones_like", "optim", "rand", "randint", "randn", "runtime", "save", "set_num_threads", "stack", "tensor",
-    "utils", "where", "zeros", "zeros_like"
+    "utils", "where", "zeros", "zeros_like", "as_tensor", "empty_like", "eye", "from_numpy", "full_like",
+    "linspace", "rand_like", "randn_like", "randperm", "inference_mode", "set_grad_enabled", "get_default_dtype"
 ]

@@ -96,8 +96,11 @@ FORM_ARGS = {"add": (2.0,), "sub": (1.5,), "mul": (3.0,), "div": (2.0,), "pow": 
              "eq": (0.0,), "ne": (0.0,), "lt": (0.1,), "le": (0.1,), "gt": (0.1,), "ge": (0.1,), "matmul": None,
              "reshape": ((6, 4),), "permute": ((1, 0, 2),), "transpose": (0, 2), "unsqueeze": (1,), "softmax": (1,),
              "log_softmax": (1,), "flatten": (1,), "argmax": (1,), "argmin": (2,), "sum": (1,), "mean": (2,),
-             "var": (1,), "std": (2,), "squeeze": (), "log": None, "sqrt": None}
-
+             "var": (1,), "std": (2,), "squeeze": (), "log": None, "sqrt": None,
+             "chunk": (2, 2), "split": (3, 2), "unbind": (1,), "narrow": (2, 1, 2), "flip": ((0, 2),), "sort": (1,),
+             "topk": (2, 2), "cumsum": (1,), "index_select": (2, np.array([3, 0, 3])),
+             "masked_fill": (np.random.default_rng(3).random((2, 3, 4)) > 0.5, 0.5)}
+TWO_D = {"mm": (np.ones((4, 5), np.float32),), "t": ()}  # forms of 2-D (or batched 3-D) matrix products
 
 @pytest.mark.parametrize("name", METHOD_FORMS)
 def test_function_forms_equal_pytorch(name):
@@ -106,8 +109,10 @@ def test_function_forms_equal_pytorch(name):
     if name in ("log", "sqrt"):
         x = np.abs(x) + 0.1
     args = FORM_ARGS.get(name) or ()
-    if name == "matmul":
+    if name in ("matmul", "bmm"):
         args = (rng.standard_normal((2, 4, 5)).astype(np.float32),)
+    if name in TWO_D:
+        x, args = x[0], TWO_D[name]
     ours = getattr(numcnn, name)(numcnn.tensor(x), *[numcnn.tensor(a) if isinstance(a, np.ndarray) else a
                                                     for a in args])
     theirs = getattr(torch, name)(torch.from_numpy(x), *[torch.from_numpy(a) if isinstance(a, np.ndarray) else a
@@ -115,9 +120,12 @@ def test_function_forms_equal_pytorch(name):
     if name == "numel":
         assert ours == theirs
         return
-    np.testing.assert_allclose(np.asarray(ours.numpy(), dtype=np.float64), theirs.numpy().astype(np.float64),
-                               rtol=1e-6, atol=1e-6)
-    assert ours.dtype.name == str(theirs.dtype).removeprefix("torch.")
+    pieces = (ours, theirs) if isinstance(theirs, tuple) else ((ours,), (theirs,))  # sort, topk, chunk, ...
+    assert len(pieces[0]) == len(pieces[1])
+    for o, t in zip(*pieces):
+        np.testing.assert_allclose(np.asarray(o.numpy(), dtype=np.float64), t.numpy().astype(np.float64),
+                                   rtol=1e-6, atol=1e-6)
+        assert o.dtype.name == str(t.dtype).removeprefix("torch.")
 
 
 def test_max_and_min_forms_as_scripts_use_them():

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._config import DEFAULT_DTYPE, get_generator
 from .device import check_cpu
-from .tensor import Tensor, _shape_arg
+from .tensor import Tensor, _shape_arg, to_array
 
 
 def _new(arr: np.ndarray, requires_grad: bool, device=None) -> Tensor:
@@ -91,3 +91,46 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
         ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
         dtype = np.int64 if ints else DEFAULT_DTYPE
     return _new(np.arange(start, end, step, dtype=dtype), requires_grad, device)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A Tensor sharing ``array``'s memory and dtype, as ``torch.from_numpy``."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy(): expected an np.ndarray, got {type(array).__name__}")
+    return Tensor._make(array, False)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """``data`` as a Tensor, sharing memory when it already is one (or an ndarray) of that dtype."""
+    if isinstance(data, Tensor) and (dtype is None or np.dtype(dtype) == data.array.dtype):
+        return data
+    return _new(to_array(data, dtype), False, device)
+
+
+def randperm(n: int, generator=None, dtype=None, device=None) -> Tensor:
+    """A random permutation of 0..n-1 (int64), from numcnn's seeded generator."""
+    return _new(get_generator(generator).permutation(n).astype(dtype or np.int64), False, device)
+
+
+def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _new(np.linspace(start, end, steps, dtype=np.dtype(dtype or DEFAULT_DTYPE)), requires_grad, device)
+
+
+def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _new(np.eye(n, m, dtype=np.dtype(dtype or DEFAULT_DTYPE)), requires_grad, device)
+
+
+def empty_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _new(np.empty(t.shape, dtype=dtype or t.dtype), requires_grad, device)
+
+
+def full_like(t: Tensor, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _new(np.full(t.shape, fill_value, dtype=dtype or t.dtype), requires_grad, device)
+
+
+def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return rand(*t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)
+
+
+def randn_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return randn(*t.shape, dtype=dtype or t.dtype, device=device, requires_grad=requires_grad)

@@ -7,6 +7,8 @@ each function here is the method, called on its first argument (a Tensor, or any
 
 from __future__ import annotations
 
+import numpy as np
+
 from .tensor import Tensor, tensor, where
 
 #: The Tensor methods PyTorch also has as functions of the same name and arguments.
@@ -14,6 +16,10 @@ METHOD_FORMS = (
     "abs", "add", "argmax", "argmin", "clamp", "clone", "detach", "div", "eq", "exp", "flatten", "ge", "gt", "le",
     "log", "log_softmax", "lt", "matmul", "mean", "mul", "ne", "neg", "numel", "permute", "pow", "relu", "reshape",
     "sigmoid", "softmax", "sqrt", "squeeze", "std", "sub", "sum", "tanh", "transpose", "unsqueeze", "var",
+    # autograd/tensor_methods.py
+    "all", "any", "argsort", "bmm", "ceil", "chunk", "cumsum", "flip", "floor", "index_select", "isfinite", "isinf",
+    "isnan", "masked_fill", "mm", "narrow", "nonzero", "prod", "reciprocal", "round", "sign", "sort", "split",
+    "square", "t", "topk", "unbind",
 )
 
 
@@ -52,5 +58,19 @@ FORMS["minimum"] = lambda input, other: FORMS["min"](input, other)  # noqa: A002
 FORMS["clip"] = FORMS["clamp"]
 FORMS["numel"] = lambda input: _as_tensor(input).numel()  # noqa: A002
 FORMS["is_tensor"] = lambda obj: isinstance(obj, Tensor)
+FORMS["is_floating_point"] = lambda input: _as_tensor(input).dtype.kind == "f"  # noqa: A002
+
+
+def allclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:  # noqa: A002
+    return bool(np.allclose(_as_tensor(input).array, _as_tensor(other).array, rtol, atol, equal_nan))
+
+
+def equal(input, other) -> bool:  # noqa: A002
+    """Same shape and the same values (PyTorch's ``torch.equal``)."""
+    a, b = _as_tensor(input).array, _as_tensor(other).array
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+FORMS["allclose"], FORMS["equal"] = allclose, equal
 globals().update(FORMS)
 __all__ = sorted(FORMS)

@@ -11,6 +11,7 @@ from .device import CPU, check_cpu, device, is_device_spec
 from .dtype import as_dtype, dtype
 from .engine import run_backward
 from .grad_mode import _GradMode
+from .tensor_methods import TensorMethods
 
 DEFAULT_FLOAT = np.dtype(np.float32)
 
@@ -109,7 +110,7 @@ def _shape_arg(shape) -> tuple:
     return tuple(shape)
 
 
-class Tensor:
+class Tensor(TensorMethods):
     """An n-dimensional array that records the operations done on it when it requires grad.
 
     ``Tensor(data, requires_grad=False, dtype=None)`` wraps ``data`` like :func:`numcnn.tensor`.

@@ -25,6 +25,8 @@ Train and use convolutional networks written in NumPy.
   numcnn summary --model resnet
   numcnn plot activations --out plots
   numcnn bench --out bench            numcnn against PyTorch, side by side
+  numcnn explore runs/convnet-fashion-mnist --open    see inside the model in the browser
+  numcnn run train.py --epochs 2      a PyTorch script as written (import torch gives numcnn)
 
 Run 'numcnn COMMAND --help' for the options of a command."""
 
