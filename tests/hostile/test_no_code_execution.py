@@ -20,7 +20,7 @@ from numcnn.data import read_idx
 SRC = Path(numcnn.__file__).parent
 #: The only modules that may use pickle: PyTorch checkpoints and CIFAR's Python files, each read by an Unpickler
 #: whose find_class allows a short list of names and whose opcodes are scanned before anything is unpickled.
-RESTRICTED_UNPICKLERS = {"pth.py", "data/safe_pickle.py"}
+RESTRICTED_UNPICKLERS = {"pth/read.py", "data/safe_pickle.py"}
 PICKLE_PATTERNS = (r"\bimport (c?pickle|marshal|shelve|dill|joblib)\b", r"\bpickle\.")
 
 
