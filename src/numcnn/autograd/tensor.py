@@ -87,7 +87,7 @@ def _is_float(dtype) -> bool:
 
 def check_floating(x: Tensor, fn: str, name: str = "input") -> None:
     """Refuse a tensor that is not floating point, naming the function (also nn.functional's check)."""
-    if not _is_float(x.dtype):
+    if not _is_float(x.array.dtype):
         raise TypeError(
             f"{fn}: expected {name} to be a floating point tensor, got dtype {x.dtype} (call .float() on it)"
         )

@@ -38,7 +38,7 @@ def _cast_call(dtype) -> str:
 
 
 def check_same_dtype(x: Tensor, w: Tensor | None, fn: str, wname: str = "weight") -> None:
-    if w is not None and x.dtype != w.dtype:
+    if w is not None and x.array.dtype != w.array.dtype:
         if wname in ("target", "pos_weight"):
             # Data that goes with the input: it is the one to convert.
             fix = f"call {_cast_call(x.dtype)} on the {wname}"
