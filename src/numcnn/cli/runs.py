@@ -30,13 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .._schema import SchemaError, clean_json, parse_json
+from .._schema import SchemaError, clean_json, parse_json, read_json
 from .._version import __version__
 from ..autograd import Tensor, no_grad
 from ..data import DataLoader, Normalize, random_split
 from ..serialization import atomic_write
 from ..training import Callback
 from ..training.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from ..training.checkpoint_schema import MAX_BYTES as CHECKPOINT_MAX_BYTES
 from ..training.run_config import (
     CHECKPOINT,
     CONFIG,
@@ -95,8 +96,8 @@ def _json_format(path: Path):
     try:
         if not path.is_file() or path.is_symlink():
             return None
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
+        obj = read_json(path, CHECKPOINT_MAX_BYTES)  # the size and nesting bounds of every run-file read
+    except (OSError, ValueError):  # SchemaError is a ValueError
         return None
     return obj.get("format") if isinstance(obj, dict) else None
 

@@ -186,9 +186,9 @@ def checkpoint_epoch(folder) -> int | None:
     """The epoch saved in checkpoint ``folder`` (or in the ``.<name>.old`` a crash left), None when there is no
     readable checkpoint."""
     try:
-        state = json.loads((_locate(Path(folder)) / "state.json").read_text())
+        state = read_json(_locate(Path(folder)) / "state.json", MAX_BYTES)  # bounded, as read_checkpoint reads it
         return int(state["epoch"])
-    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+    except (OSError, ValueError, TypeError, KeyError):  # SchemaError is a ValueError
         return None
 
 
