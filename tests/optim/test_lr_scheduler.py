@@ -9,20 +9,9 @@ import numpy as np
 import pytest
 
 from numcnn.optim import SGD, Adagrad, Adam, AdamW, RMSprop, lr_scheduler
+from param_standins import Param
 
 torch = pytest.importorskip("torch")
-
-
-class Param:
-    """Stand-in for a parameter Tensor."""
-
-    # the ndarray numcnn's optimizers read and update in place (numcnn.Tensor.array)
-    array = property(lambda self: self.data, lambda self, value: setattr(self, "data", value))
-
-    def __init__(self) -> None:
-        self.data = np.zeros(2, np.float32)
-        self.grad = None
-        self.requires_grad = True
 
 
 OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSprop, "Adagrad": Adagrad}

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from numcnn.optim import ASGD, Adadelta, Adamax, NAdam, RAdam, lr_scheduler
+from param_standins import Grad, Param
 
 torch = pytest.importorskip("torch")
 
@@ -45,27 +46,6 @@ CONFIGS = [
     ("ASGD", {"lr": 0.05, "lambd": 0.01, "alpha": 0.5, "t0": 5}),  # averaging starts within the run
     ("ASGD", {"lr": 0.05, "t0": 2, "weight_decay": 0.1, "maximize": True}),
 ]
-
-
-class Grad:
-    """Stand-in for a gradient Tensor: only ``.data``."""
-
-    # the ndarray numcnn's optimizers read and update in place (numcnn.Tensor.array)
-    array = property(lambda self: self.data, lambda self, value: setattr(self, "data", value))
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = data
-
-
-class Param:
-    """Stand-in for a parameter Tensor: ``.data`` and ``.grad``, hashed by identity."""
-
-    # the ndarray numcnn's optimizers read and update in place (numcnn.Tensor.array)
-    array = property(lambda self: self.data, lambda self, value: setattr(self, "data", value))
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = np.array(data, copy=True)
-        self.grad: Grad | None = None
 
 
 def _ids(config):

@@ -10,33 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numcnn.optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from param_standins import Grad, Param
 
 torch = pytest.importorskip("torch")
 
 RTOL, ATOL = 1e-5, 1e-6
 SHAPES = [(3, 4), (5,), (2, 1, 3, 3)]
-
-
-class Grad:
-    """Stand-in for a gradient Tensor: only ``.data``."""
-
-    # the ndarray numcnn's optimizers read and update in place (numcnn.Tensor.array)
-    array = property(lambda self: self.data, lambda self, value: setattr(self, "data", value))
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = data
-
-
-class Param:
-    """Stand-in for a parameter Tensor: ``.data``, ``.grad``, ``.requires_grad``, hashed by identity."""
-
-    # the ndarray numcnn's optimizers read and update in place (numcnn.Tensor.array)
-    array = property(lambda self: self.data, lambda self, value: setattr(self, "data", value))
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = np.array(data, copy=True)
-        self.grad: Grad | None = None
-        self.requires_grad = True
 
 
 OURS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSprop, "Adagrad": Adagrad}
