@@ -22,6 +22,7 @@ import numpy as np
 
 from .._config import get_generator
 from . import function, ops
+from .grad_mode import _GradMode
 
 TopK = namedtuple("TopK", ["values", "indices"])
 
@@ -72,8 +73,6 @@ class TensorMethods:
         """``x += y``: in place when nothing records ``x``; on a result inside the graph (ResNet's ``out +=
         identity``) a new tensor computed by the recorded op, the same values and gradients as PyTorch's in-place
         op; on a leaf that requires grad, refused as PyTorch refuses it."""
-        from .grad_mode import _GradMode
-
         if self.requires_grad and _GradMode.enabled:
             if self.is_leaf:
                 raise RuntimeError(f"{name}: a leaf tensor that requires grad cannot be modified in place while grad "

@@ -47,6 +47,14 @@ class _Batchable:
             return False
         return batch_pipeline(self.transform) is not None
 
+    def _transformed(self, img, target) -> tuple:
+        """One item as torchvision gives it: ``(transform(img), target_transform(target))``, each if set."""
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
     def collated_batch(self, indices: np.ndarray) -> list[Tensor]:
         images, labels = self._raw_arrays()
         return [Tensor(batch_pipeline(self.transform)(images[indices])), Tensor(labels[indices])]
@@ -83,12 +91,7 @@ class _TorchvisionMNIST(_Batchable):
 
     def __getitem__(self, index: int) -> tuple:
         """``(image, label)``: image a PIL "L" image, label an int, each after its transform if any."""
-        img, target = _to_pil(self._images[index], "L"), int(self._labels[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return self._transformed(_to_pil(self._images[index], "L"), int(self._labels[index]))
 
 
 class MNIST(_TorchvisionMNIST, datasets.MNIST):
@@ -105,12 +108,7 @@ class _TorchvisionCIFAR(_Batchable):
 
     def __getitem__(self, index: int) -> tuple:
         """``(image, label)``: image a PIL "RGB" image, label an int, each after its transform if any."""
-        img, target = _to_pil(self.data[index], "RGB"), self.targets[index]
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
+        return self._transformed(_to_pil(self.data[index], "RGB"), self.targets[index])
 
 
 class CIFAR10(_TorchvisionCIFAR, cifar.CIFAR10):
