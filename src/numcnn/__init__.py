@@ -5,6 +5,7 @@ import numpy as _np
 from ._config import manual_seed, tune_malloc_from_env
 from ._version import __version__  # noqa: F401 - numcnn.__version__
 from .autograd import Tensor, cat, enable_grad, is_grad_enabled, no_grad, stack, tensor, where
+from .autograd.conversion import Size
 from .autograd.creation import (
     arange,
     as_tensor,
@@ -31,7 +32,6 @@ from .autograd.dtype import as_dtype, dtype
 from .autograd.function_forms import *  # noqa: F403 - numcnn.max(x, 1), numcnn.flatten(x, 1), ... (PyTorch's forms)
 from .autograd.function_forms import FORMS as _FORMS
 from .autograd.grad_mode import inference_mode, set_grad_enabled
-from .autograd.tensor import Size
 from .serialization import load, save
 
 tune_malloc_from_env()  # see numcnn/_config/malloc.py: freed activations stay mapped for the next step

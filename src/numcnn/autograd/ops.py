@@ -32,8 +32,6 @@ def _shape(x) -> tuple[int, ...]:
 
 
 class Add(Function):
-    n_inputs = 2  # a Python scalar operand is an input too (grad_fn.next_functions lists it, as in PyTorch)
-
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (_shape(a), _shape(b))
@@ -47,8 +45,6 @@ class Add(Function):
 
 
 class Sub(Function):
-    n_inputs = 2  # a Python scalar operand is an input too (grad_fn.next_functions lists it, as in PyTorch)
-
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (_shape(a), _shape(b))
@@ -62,8 +58,6 @@ class Sub(Function):
 
 
 class Mul(Function):
-    n_inputs = 2  # a Python scalar operand is an input too (grad_fn.next_functions lists it, as in PyTorch)
-
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -80,8 +74,6 @@ class Mul(Function):
 
 
 class Div(Function):
-    n_inputs = 2  # a Python scalar operand is an input too (grad_fn.next_functions lists it, as in PyTorch)
-
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -104,6 +96,10 @@ class Neg(Function):
     @staticmethod
     def backward(ctx, g):
         return -g
+
+
+# x + 2, x / 2: the Python scalar is an input too (grad_fn.next_functions lists it, as in PyTorch)
+Add.n_inputs = Sub.n_inputs = Mul.n_inputs = Div.n_inputs = 2
 
 
 class Pow(Function):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..autograd.tensor import Size
+from ..autograd.conversion import Size
 from .formats import DTYPES, MAX_DEPTH, MAX_DIMS, MAX_REPEATED, STORAGES, PthError, _np_dtype
 
 # ------------------------------------------------------------------------------------------------ placeholders

@@ -8,9 +8,10 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from ...autograd.conversion import to_args
 from ...autograd.device import check_cpu
 from ...autograd.grad_mode import no_grad
-from ...autograd.tensor import Tensor, to_args
+from ...autograd.tensor import Tensor
 from ..parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
