@@ -31,6 +31,7 @@ from .autograd.device import device
 from .autograd.dtype import as_dtype, dtype
 from .autograd.function_forms import *  # noqa: F403 - numcnn.max(x, 1), numcnn.flatten(x, 1), ... (PyTorch's forms)
 from .autograd.function_forms import FORMS as _FORMS
+from .autograd.generator import Generator, get_rng_state, initial_seed, seed, set_rng_state
 from .autograd.grad_mode import inference_mode, set_grad_enabled
 from .serialization import load, save
 
@@ -82,9 +83,10 @@ def __getattr__(name: str):
 
 
 __all__ = [*_FORMS,
-    "Size", "Tensor", "accelerator", "backends", "cuda", "device", "dtype", "arange", "cat", "empty", "enable_grad",
-    "full", "get_num_threads", "is_grad_enabled", "load", "manual_seed", "models", "nn", "no_grad", "ones",
-    "ones_like", "optim", "rand", "randint", "randn", "runtime", "save", "set_num_threads", "stack", "tensor",
+    "Generator", "Size", "Tensor", "accelerator", "backends", "cuda", "device", "dtype", "arange", "cat", "empty",
+    "enable_grad", "full", "get_num_threads", "is_grad_enabled", "load", "manual_seed", "models", "nn", "no_grad",
+    "ones", "ones_like", "optim", "rand", "randint", "randn", "runtime", "save", "set_num_threads", "stack", "tensor",
     "utils", "where", "zeros", "zeros_like", "as_tensor", "empty_like", "eye", "from_numpy", "full_like",
-    "linspace", "rand_like", "randn_like", "randperm", "inference_mode", "set_grad_enabled", "get_default_dtype"
+    "linspace", "rand_like", "randn_like", "randperm", "inference_mode", "set_grad_enabled", "get_default_dtype",
+    "get_rng_state", "initial_seed", "seed", "set_rng_state",
 ]

@@ -101,6 +101,7 @@ FORM_ARGS = {"add": (2.0,), "sub": (1.5,), "mul": (3.0,), "div": (2.0,), "pow": 
              "topk": (2, 2), "cumsum": (1,), "index_select": (2, np.array([3, 0, 3])),
              "masked_fill": (np.random.default_rng(3).random((2, 3, 4)) > 0.5, 0.5)}
 TWO_D = {"mm": (np.ones((4, 5), np.float32),), "t": ()}  # forms of 2-D (or batched 3-D) matrix products
+ONE_D = {"outer": (np.arange(3, dtype=np.float32) - 1.5,)}
 
 @pytest.mark.parametrize("name", METHOD_FORMS)
 def test_function_forms_equal_pytorch(name):
@@ -113,6 +114,8 @@ def test_function_forms_equal_pytorch(name):
         args = (rng.standard_normal((2, 4, 5)).astype(np.float32),)
     if name in TWO_D:
         x, args = x[0], TWO_D[name]
+    if name in ONE_D:
+        x, args = x[0, 0], ONE_D[name]
     ours = getattr(numcnn, name)(numcnn.tensor(x), *[numcnn.tensor(a) if isinstance(a, np.ndarray) else a
                                                     for a in args])
     theirs = getattr(torch, name)(torch.from_numpy(x), *[torch.from_numpy(a) if isinstance(a, np.ndarray) else a
@@ -226,3 +229,85 @@ def test_grad_fn_graph_walks_as_pytorchs():
     assert leaf.variable.shape == (3,) and leaf.variable.requires_grad
     ours.backward()
     assert ours.grad_fn.name() == "SumBackward0"  # the node keeps its name after backward freed its values
+
+
+# -- generators, outer, format ------------------------------------------------------------------------------------
+
+def test_generator_seeds_and_states_as_pytorchs():
+    ours, theirs = numcnn.Generator(), torch.Generator()
+    assert ours.initial_seed() == theirs.initial_seed() == 67280421310721
+    assert ours.manual_seed(42) is ours and theirs.manual_seed(42) is theirs
+    for seed in (0, 2**64 - 1, -1, -2**63):
+        assert ours.manual_seed(seed).initial_seed() == theirs.manual_seed(seed).initial_seed()
+    for bad in (2**64, -2**63 - 1):
+        with pytest.raises(RuntimeError, match="seed must be within the range"):
+            ours.manual_seed(bad)
+    with pytest.raises(TypeError, match="expected an int seed, got float"):
+        ours.manual_seed(1.5)
+    assert ours.device == numcnn.device("cpu")
+    with pytest.raises(RuntimeError, match="CPU only"):
+        numcnn.Generator("cuda")
+    # Same seed, same draws (NumPy's PCG64: not torch's numbers); a saved state continues the stream exactly.
+    a = numcnn.randn(5, generator=numcnn.Generator().manual_seed(3))
+    np.testing.assert_array_equal(a.numpy(), np.random.default_rng(3).standard_normal(5, dtype=np.float32))
+    g = numcnn.Generator().manual_seed(9)
+    numcnn.rand(7, generator=g)
+    state = g.get_state()
+    assert state.dtype == numcnn.uint8 and tuple(state.shape) == (40,)
+    first = numcnn.randperm(10, generator=g)
+    assert g.set_state(state) is g
+    np.testing.assert_array_equal(numcnn.randperm(10, generator=g).numpy(), first.numpy())
+    with pytest.raises(TypeError, match="uint8 Tensor of 40 bytes"):
+        g.set_state(numcnn.zeros(40))
+    with pytest.raises(ValueError, match="not a state that get_state returned"):
+        g.set_state(numcnn.zeros(40, dtype=numcnn.uint8))
+
+
+def test_generator_drives_every_generator_argument():
+    def draws(g):
+        split = numcnn.utils.data.random_split(range(10), [7, 3], generator=g)
+        loader = numcnn.utils.data.DataLoader(range(6), batch_size=6, shuffle=True, generator=g)
+        return [list(split[0].indices), next(iter(loader)).tolist(), numcnn.nn.init.uniform_(numcnn.empty(3),
+                                                                                               generator=g).tolist()]
+
+    assert draws(numcnn.Generator().manual_seed(5)) == draws(np.random.default_rng(5))
+
+
+def test_global_rng_state_round_trip_and_seed():
+    numcnn.manual_seed(4)
+    state = numcnn.get_rng_state()
+    first = numcnn.rand(4)
+    numcnn.set_rng_state(state)
+    np.testing.assert_array_equal(numcnn.rand(4).numpy(), first.numpy())
+    assert numcnn.initial_seed() == 4
+    s = numcnn.seed()
+    assert numcnn.initial_seed() == s and 0 <= s < 2**64
+    np.testing.assert_array_equal(numcnn.rand(3).numpy(), np.random.default_rng(s).random(3, dtype=np.float32))
+    numcnn.manual_seed(0)
+
+
+def test_outer_values_and_gradients_equal_pytorch():
+    a, b = np.array([1.5, -2.0, 0.25], np.float32), np.array([3.0, -1.0], np.float32)
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    na, nb = numcnn.tensor(a, requires_grad=True), numcnn.tensor(b, requires_grad=True)
+    w = np.arange(6, dtype=np.float32).reshape(3, 2)
+    (torch.outer(ta, tb) * torch.tensor(w)).sum().backward()
+    out = na.outer(nb)
+    (out * numcnn.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(out.detach().numpy(), torch.outer(ta, tb).detach().numpy())
+    np.testing.assert_array_equal(na.grad.numpy(), ta.grad.numpy())
+    np.testing.assert_array_equal(nb.grad.numpy(), tb.grad.numpy())
+    with pytest.raises(RuntimeError, match="expected two 1-D tensors, got 2-D and 1-D"):
+        numcnn.outer(numcnn.ones(2, 2), nb)
+
+
+def test_format_spec_on_one_element_tensors_as_pytorch():
+    for value in (3.14159, -0.5, 12345.678):
+        for spec in (".4f", "8.2f", ".3e", "", ">10.1f"):
+            assert format(numcnn.tensor(value), spec) == format(torch.tensor(value), spec)
+    assert f"{numcnn.tensor(7)}" == f"{torch.tensor(7)}" and f"{numcnn.tensor(7):03d}" == f"{torch.tensor(7):03d}"
+    assert f"{numcnn.tensor([1.0, 2.0])}" == f"{torch.tensor([1.0, 2.0])}"
+    with pytest.raises(TypeError, match="unsupported format string passed to Tensor.__format__"):
+        f"{numcnn.tensor([1.0, 2.0]):.2f}"
+    with pytest.raises(TypeError, match="unsupported format string passed to Tensor.__format__"):
+        f"{torch.tensor([1.0, 2.0]):.2f}"

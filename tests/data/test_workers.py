@@ -149,3 +149,65 @@ def test_iterable_dataset_sharded_by_worker_info():
     unbatched = list(nud.DataLoader(Shards(), batch_size=None, num_workers=2))
     assert unbatched == list(tud.DataLoader(ShardsT(), batch_size=None, num_workers=2)) == list(range(10))
     assert [b.tolist() for b in nud.DataLoader(Shards(), batch_size=4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+class GlobalDraws(nud.Dataset):
+    """A dataset drawing from process-wide generators in __getitem__, as real scripts' augmentations do."""
+
+    def __len__(self):
+        return 24
+
+    def __getitem__(self, i):
+        return i, int(np.random.randint(1000)), float(numcnn.rand(1).item())  # noqa: NPY002
+
+
+def test_worker_threads_take_turns_so_global_generators_repeat():
+    """PyTorch's reproducibility recipe (worker_init_fn reseeding np.random from torch.initial_seed()) under worker
+    threads: inits run in worker order, then one fetch at a time in batch order, so the np.random draws are one
+    stream seeded by the last worker's init (hand-computed below); numcnn.rand in a worker draws from the worker's
+    own generator (seeded base_seed + id), never from the main thread's."""
+    seeds = {}
+
+    def seed_worker(worker_id):
+        seeds[worker_id] = numcnn.initial_seed()
+        assert seeds[worker_id] == nud.get_worker_info().seed
+        np.random.seed(numcnn.initial_seed() % 2**32)  # noqa: NPY002
+
+    def run():
+        main_before = numcnn.initial_seed()
+        loader = nud.DataLoader(GlobalDraws(), batch_size=4, num_workers=3, worker_init_fn=seed_worker,
+                                generator=numcnn.Generator().manual_seed(7))
+        out = [(b[0].tolist(), b[1].tolist(), b[2].tolist()) for b in loader]
+        assert numcnn.initial_seed() == main_before  # the workers' seeds stayed in the workers
+        return out
+
+    numcnn.manual_seed(11)
+    main_draw = numcnn.rand(3)
+    numcnn.manual_seed(11)
+    first = run()
+    np.testing.assert_array_equal(numcnn.rand(3).numpy(), main_draw.numpy())  # the main stream was not touched
+    assert run() == first
+    assert [i for b in first for i in b[0]] == list(range(24))
+    stream = np.random.RandomState(seeds[2] % 2**32).randint(1000, size=24)  # noqa: NPY002
+    assert [v for b in first for v in b[1]] == stream.tolist()
+    for w in range(3):
+        g = np.random.default_rng(seeds[w])
+        expected = [float(g.random(1, dtype=np.float32)[0]) for _ in range(8)]
+        assert [v for b in first[w::3] for v in b[2]] == expected
+
+
+def test_initial_seed_outside_workers_is_the_last_manual_seed():
+    numcnn.manual_seed(123)
+    assert numcnn.initial_seed() == 123
+    numcnn.manual_seed(-5)
+    assert numcnn.initial_seed() == 2**64 - 5
+    numcnn.manual_seed(0)
+
+
+def test_a_failing_worker_init_stops_the_other_threads_turns():
+    def init(worker_id):
+        if worker_id == 0:
+            raise OSError("no data here")
+
+    with pytest.raises(RuntimeError, match="worker 0 failed: OSError: no data here"):
+        list(nud.DataLoader(Squares(), batch_size=2, num_workers=3, worker_init_fn=init, timeout=20))

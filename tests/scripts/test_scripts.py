@@ -5,10 +5,15 @@ is run here (a) unchanged through ``python -m numcnn run script.py ARGS`` and (b
 to numcnn (``import torch`` -> ``import numcnn as torch``, ``torchvision`` -> ``numcnn.vision``, see
 :func:`numcnn_imports`) under plain ``python``. Each must finish, print the lines its checks expect (values it
 verifies itself, e.g. a reloaded model's outputs equal the saved one's, a grid's size from make_grid's formula), and
-end with ``accuracy: X`` where X lies in PyTorch's range over seeds 1, 2, 3 for the same script and arguments,
-widened by 0.01 on both sides. numcnn runs with seed 0 (its random numbers are not torch's, so any seed is one more
-draw from the same spread; 0 was fixed before looking at numcnn's results). Both ways run the same numcnn code with
-the same seed, so they must give the same accuracy to the last digit.
+end with ``accuracy: X``.
+
+The accuracy rule compares like with like: numcnn's median over seeds 1, 2, 3 must lie in PyTorch's range over the
+same seeds for the same script and arguments, widened by 0.01 on both sides. (numcnn's random numbers are not
+torch's, so a seed is one more draw from the same spread; a single draw falls inside the range of three others only
+half the time even when both libraries train identically, and one of the scripts, d2l's LeNet, has a seed spread of
+0.017 after two epochs. Its arguments were then chosen by PyTorch's spread alone: four epochs, where PyTorch's
+seeds 1-5 lie within 0.014 of each other.) Way (b) runs seed 1 only: it is the same numcnn code with the same seed,
+so it must give way (a)'s accuracy to the last digit.
 
 PyTorch's figures (``TORCH``) were measured on this machine with torch 2.13.0+cpu and the torchvision stand-in of
 ``torchvision_standin/`` first on ``sys.path``, with the data that ``conftest.py`` writes::
@@ -29,8 +34,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-NUMCNN_SEED = 0
-TORCH_SEEDS = (1, 2, 3)
+SEEDS = (1, 2, 3)  # numcnn's and PyTorch's
 WIDEN = 0.01
 
 
@@ -54,6 +58,13 @@ CASES = [
     Case("checkpoint_resume", ("--epochs", "1", "--limit", "3000"),
          expect=("resumed after epoch 0", "optimizer step 47", "reloaded outputs equal: True",
                  "running_mean restored: True")),
+    Case("d2l_lenet", ("--batch-norm", "--epochs", "4", "--limit", "6000", "--batch-size", "64", "--lr", "0.1"),
+         expect=("output shape: (2, 10)", "training on cpu")),
+    Case("custom_dataset", ("--epochs", "3", "--limit", "3000"),
+         expect=("2400 training samples, 600 validation samples", "'image': (32, 1, 28, 28), 'label': (32,)")),
+    Case("transfer_folder", ("--epochs", "3"), data="hymenoptera",
+         expect=("{'train': 360, 'val': 300} ['coat', 'shirt', 'trouser']", "grid: (3, 70, 274)",
+                 "saved: 274x70 RGB")),
 ]
 
 #: PyTorch's accuracy for seeds 1, 2, 3 (see the module docstring for how they were measured).
@@ -63,6 +74,9 @@ TORCH = {  # measured 2026-12-02, torch 2.13.0+cpu, 2 CPUs, `python tests/script
     "fashion_quickstart": (0.7345, 0.6650, 0.7150),
     "autograd_tutorial": (0.7645, 0.7672, 0.7726),
     "checkpoint_resume": (0.8140, 0.8127, 0.8367),
+    "d2l_lenet": (0.7740, 0.7803, 0.7880),
+    "custom_dataset": (0.6910, 0.7730, 0.7490),
+    "transfer_folder": (0.8667, 0.8333, 0.8333),
 }
 
 # PyTorch module -> the numcnn module a user imports instead (longest prefix first).
@@ -119,18 +133,22 @@ def accuracy_of(output: str) -> float:
 
 @pytest.fixture(scope="module")
 def runs(data_dir, tmp_path_factory):
-    """``runs(case, way)``: that run's stdout (each run once per module), after checking it exited with status 0."""
-    done: dict[tuple[str, str], str] = {}
+    """``runs(case, way, seed)``: that run's stdout (each run once per module), after checking it exited with
+    status 0 and printed every line ``case.expect`` names."""
+    done: dict[tuple[str, str, int], str] = {}
 
-    def run(case: Case, way: str) -> str:
-        if (case.script, way) not in done:
-            workdir = tmp_path_factory.mktemp(f"{case.script}-{way}")
-            proc = subprocess.run(command(case, way, data_dir, NUMCNN_SEED, workdir), cwd=workdir,
+    def run(case: Case, way: str, seed: int = SEEDS[0]) -> str:
+        key = (case.script, way, seed)
+        if key not in done:
+            workdir = tmp_path_factory.mktemp(f"{case.script}-{way}-{seed}")
+            proc = subprocess.run(command(case, way, data_dir, seed, workdir), cwd=workdir,
                                   capture_output=True, text=True, timeout=600)
-            assert proc.returncode == 0, (f"{case.script} ({way}) exited with status {proc.returncode}:\n"
-                                          f"{proc.stderr[-3000:]}")
-            done[case.script, way] = proc.stdout
-        return done[case.script, way]
+            assert proc.returncode == 0, (f"{case.script} ({way}, seed {seed}) exited with status "
+                                          f"{proc.returncode}:\n{proc.stderr[-3000:]}")
+            missing = [e for e in case.expect if e not in proc.stdout]
+            assert not missing, f"{case.script} ({way}, seed {seed}): output lacks {missing}"
+            done[key] = proc.stdout
+        return done[key]
 
     return run
 
@@ -149,25 +167,24 @@ def test_numcnn_imports_rewrites_only_imports():
 def test_every_script_has_a_case_and_torch_figures():
     scripts = {p.stem for p in HERE.glob("*.py") if p.stem not in {"conftest", "test_scripts"}}
     assert scripts == {c.script for c in CASES} == set(TORCH)
-    assert all(len(v) == len(TORCH_SEEDS) and all(isinstance(a, float) for a in v) for v in TORCH.values())
+    assert all(len(v) == len(SEEDS) and all(isinstance(a, float) for a in v) for v in TORCH.values())
 
 
-@pytest.mark.parametrize("way", ["run", "imports"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.script)
-def test_script_trains_like_pytorch(case, way, runs):
-    output = runs(case, way)
-    missing = [e for e in case.expect if e not in output]
-    assert not missing, f"{case.script} ({way}): output lacks {missing}"
-    accuracy = accuracy_of(output)
+def test_script_trains_like_pytorch(case, runs):
+    """``numcnn run``, seeds 1-3: the median accuracy lies in PyTorch's range over the same seeds, widened."""
+    accuracies = sorted(accuracy_of(runs(case, "run", seed)) for seed in SEEDS)
+    median = accuracies[len(accuracies) // 2]
     low, high = min(TORCH[case.script]) - WIDEN, max(TORCH[case.script]) + WIDEN
-    assert low <= accuracy <= high, (f"{case.script} ({way}): accuracy {accuracy:.4f} outside PyTorch's "
-                                     f"{TORCH[case.script]} widened to [{low:.4f}, {high:.4f}]")
+    assert low <= median <= high, (f"{case.script}: numcnn's median accuracy {median:.4f} (of {accuracies}) outside "
+                                   f"PyTorch's {TORCH[case.script]} widened to [{low:.4f}, {high:.4f}]")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.script)
-def test_both_ways_give_the_same_numbers(case, runs):
-    """numcnn run and the imports-changed copy are the same numcnn code with the same seed: same accuracy."""
-    assert accuracy_of(runs(case, "run")) == accuracy_of(runs(case, "imports"))
+def test_imports_changed_to_numcnn_give_the_same_numbers(case, runs):
+    """The imports-changed copy under plain python is the same numcnn code with the same seed as ``numcnn run``:
+    it runs, prints what the script checks, and gives the same accuracy to the last digit."""
+    assert accuracy_of(runs(case, "imports")) == accuracy_of(runs(case, "run"))
 
 
 def test_cifar10_per_class_counts_add_up(runs):
@@ -187,7 +204,7 @@ def measure_torch(data_dir: Path) -> None:
     print("TORCH = {")
     for case in CASES:
         figures = []
-        for seed in TORCH_SEEDS:
+        for seed in SEEDS:
             with tempfile.TemporaryDirectory() as workdir:
                 proc = subprocess.run(command(case, "torch", data_dir, seed, Path(workdir)), cwd=workdir, env=env,
                                       capture_output=True, text=True, check=True)

@@ -18,7 +18,7 @@ METHOD_FORMS = (
     "sigmoid", "softmax", "sqrt", "squeeze", "std", "sub", "sum", "tanh", "transpose", "unsqueeze", "var",
     # autograd/tensor_methods.py
     "all", "any", "argsort", "bmm", "ceil", "chunk", "cumsum", "flip", "floor", "index_select", "isfinite", "isinf",
-    "isnan", "masked_fill", "mm", "narrow", "nonzero", "prod", "reciprocal", "round", "sign", "sort", "split",
+    "isnan", "masked_fill", "mm", "narrow", "nonzero", "outer", "prod", "reciprocal", "round", "sign", "sort", "split",
     "square", "t", "topk", "unbind",
 )
 

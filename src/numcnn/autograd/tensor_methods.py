@@ -101,6 +101,15 @@ class TensorMethods:
     def mm(self, other):
         return self.matmul(other)
 
+    def outer(self, vec2):
+        """The outer product of two 1-D tensors: ``out[i, j] = self[i] * vec2[j]``."""
+        vec2 = vec2 if isinstance(vec2, function.Tensor) else function.Tensor(vec2)
+        if self.ndim != 1 or vec2.ndim != 1:
+            raise RuntimeError(f"outer: expected two 1-D tensors, got {self.ndim}-D and {vec2.ndim}-D")
+        return self.unsqueeze(1) * vec2.unsqueeze(0)
+
+    ger = outer
+
     bmm = mm
 
     def expand_as(self, other):
@@ -162,6 +171,12 @@ class TensorMethods:
         return self[tuple(index)]
 
     # ------------------------------------------------------------ results without gradient
+    def __format__(self, format_spec: str) -> str:
+        """``f"{loss:.4f}"`` formats a one-element 0-d tensor's value, as PyTorch does; others as ``str``."""
+        if self.ndim == 0:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
     def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):  # noqa: A002, ARG002
         order = np.argsort(-self.array if largest else self.array, axis=dim, kind="stable")
         indices = np.take(order, np.arange(k), axis=dim)

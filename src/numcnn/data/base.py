@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from numcnn._config import default_generator
+from numcnn._config import default_generator, numpy_generator
 
 __all__ = [
     "ArrayDataset", "ChainDataset", "ConcatDataset", "Dataset", "IterableDataset", "NpzDataset", "StackDataset",
@@ -246,13 +246,13 @@ def random_split(
 
     ``lengths``: ints summing to ``len(dataset)``, or fractions summing to 1; as in PyTorch each part
     gets ``floor(n * fraction)`` items and the leftover items go one each to the first parts.
-    ``generator`` (PyTorch's third argument) is a ``numpy.random.Generator``.
+    ``generator`` (PyTorch's third argument) is a ``numcnn.Generator`` or a ``numpy.random.Generator``.
     The permutation is ``generator.permutation(n)``, the generator being ``generator``,
     ``np.random.default_rng(seed)``, or numcnn's global one (``numcnn.manual_seed``) if neither is given.
     """
     if seed is not None and generator is not None:
         raise ValueError("random_split: pass seed or generator, not both")
-    generator = _numpy_generator(generator)
+    generator = numpy_generator("random_split", generator)
     n = len(dataset)
     lengths = list(lengths)
     if lengths and math.isclose(sum(lengths), 1.0) and sum(lengths) <= 1 and any(isinstance(v, float) for v in lengths):
@@ -272,13 +272,3 @@ def random_split(
     perm = generator.permutation(n)
     bounds = np.cumsum([0, *lengths])
     return [Subset(dataset, perm[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-def _numpy_generator(generator: Any) -> np.random.Generator | None:
-    if generator is None or isinstance(generator, np.random.Generator):
-        return generator
-    inner = getattr(generator, "generator", None)  # a torch-style Generator wrapper holding a NumPy one
-    if isinstance(inner, np.random.Generator):
-        return inner
-    raise TypeError(f"random_split: generator must be a numpy.random.Generator (e.g. np.random.default_rng(42)), "
-                    f"got {type(generator).__name__}")

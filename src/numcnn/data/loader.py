@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from numcnn._config import default_generator
+from numcnn._config import default_generator, numpy_generator
 from numcnn.data.base import ArrayDataset, IterableDataset, Subset
 from numcnn.data.collate import default_collate, default_convert
 from numcnn.data.fetch import fetch_iterable, fetch_map, fetch_one, stack_fields
-from numcnn.data.sampler import BatchSampler, RandomSampler, SequentialSampler, check_generator
+from numcnn.data.sampler import BatchSampler, RandomSampler, SequentialSampler
 from numcnn.data.transforms import ToTensor, Transform, is_batch_transform
 from numcnn.data.workers import WorkerPool, is_exhausted
 
@@ -97,10 +97,11 @@ class DataLoader:
     default, or in worker processes with ``multiprocessing_context="forkserver"`` / ``"spawn"`` / ``"fork"`` (see
     ``numcnn.data.workers``). Why threads by default: they need no pickling of the dataset, no
     ``if __name__ == "__main__":`` guard and no fork of a process whose Numba/BLAS thread pools are running, and
-    they start at once; they speed loading up where items release the GIL (Pillow decoding and resizing large
-    images, NumPy on large arrays). Per-item transforms that are mostly Python (small images) hold the GIL: there,
-    worker processes are faster once started, best with ``persistent_workers=True`` (a process start costs an
-    interpreter, numcnn's import and a copy of the dataset). Measured figures: docs/performance.md.
+    they start at once. Worker threads take turns, one fetch at a time in batch order, so that datasets using
+    process-wide state (``np.random``, ``random``, an open file) behave exactly as in one process, deterministically;
+    that fetch runs while the main thread trains (the kernels release the GIL). To load batches at once on several
+    CPUs, use worker processes: they are faster once started, best with ``persistent_workers=True`` (a process
+    start costs an interpreter, numcnn's import and a copy of the dataset). Measured figures: docs/performance.md.
     ``prefetch_factor`` batches per worker are queued ahead (default 2), ``persistent_workers`` keeps workers
     between epochs, ``timeout`` bounds the wait for a batch, ``worker_init_fn(worker_id)`` runs first in each
     worker. ``pin_memory`` (and ``pin_memory_device``) are accepted and do nothing on a CPU; batches always come in
@@ -122,7 +123,7 @@ class DataLoader:
         self._check_context(num_workers, multiprocessing_context)
         if seed is not None and generator is not None:
             raise ValueError("DataLoader: pass seed or generator, not both")
-        generator = check_generator("DataLoader", generator)
+        generator = numpy_generator("DataLoader", generator)
         if generator is None and seed is not None:
             generator = np.random.default_rng(seed)
         self.seed, self.generator = seed, generator

@@ -13,24 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from numcnn._config import default_generator
+from numcnn._config import default_generator, numpy_generator
 
 __all__ = [
     "BatchSampler", "RandomSampler", "Sampler", "SequentialSampler", "SubsetRandomSampler",
-    "WeightedRandomSampler", "check_generator",
+    "WeightedRandomSampler",
 ]
-
-
-def check_generator(who: str, generator: Any) -> np.random.Generator | None:
-    """``generator`` as a ``numpy.random.Generator`` (or None). Accepts an object holding one in ``.generator``
-    (a torch-style Generator wrapper); refuses anything else with a one-line TypeError."""
-    if generator is None or isinstance(generator, np.random.Generator):
-        return generator
-    inner = getattr(generator, "generator", None)
-    if isinstance(inner, np.random.Generator):
-        return inner
-    raise TypeError(f"{who}: generator must be a numpy.random.Generator (e.g. np.random.default_rng(0)), "
-                    f"got {type(generator).__name__}")
 
 
 def _positive_int(who: str, name: str, value: Any) -> int:
@@ -79,7 +67,7 @@ class RandomSampler(Sampler):
         self.replacement = replacement
         self._num_samples = None if num_samples is None else _positive_int("RandomSampler", "num_samples",
                                                                            num_samples)
-        self.generator = check_generator("RandomSampler", generator)
+        self.generator = numpy_generator("RandomSampler", generator)
 
     @property
     def num_samples(self) -> int:
@@ -105,7 +93,7 @@ class SubsetRandomSampler(Sampler):
 
     def __init__(self, indices: Sequence[int], generator: Any = None) -> None:
         self.indices = indices
-        self.generator = check_generator("SubsetRandomSampler", generator)
+        self.generator = numpy_generator("SubsetRandomSampler", generator)
 
     def __iter__(self) -> Iterator[int]:
         g = self.generator if self.generator is not None else default_generator()
@@ -135,7 +123,7 @@ class WeightedRandomSampler(Sampler):
                              f"from {np.count_nonzero(w)} non-zero weights")
         self.weights = w
         self.replacement = replacement
-        self.generator = check_generator("WeightedRandomSampler", generator)
+        self.generator = numpy_generator("WeightedRandomSampler", generator)
 
     def __iter__(self) -> Iterator[int]:
         g = self.generator if self.generator is not None else default_generator()

@@ -6,8 +6,12 @@ and a worker's random draws (``get_worker_info().rng``) see the same items in th
 
 Worker ``w`` is seeded with ``base_seed + w`` (``base_seed`` drawn from the loader's generator once per
 iteration): ``get_worker_info().seed`` and ``.rng`` (a ``numpy.random.Generator`` of that seed, which numcnn's
-random per-item transforms draw from inside a worker). A worker *process* also seeds Python's ``random``, NumPy's
-legacy global generator and numcnn's global generator with it, as torch seeds its own.
+random per-item transforms draw from inside a worker). In a worker, ``.rng`` is also numcnn's global generator
+(``numcnn.rand``, ``numcnn.initial_seed()``, ``numcnn.manual_seed`` act on the worker's own), as a torch worker
+process has its own. A worker *process* also seeds Python's ``random`` and NumPy's legacy global generator with it,
+as torch does. Worker *threads* share those two with the whole process, so they take turns (:class:`Turns`): inits in
+worker order, then one fetch at a time in batch order. A dataset drawing from ``np.random`` (reseeded per worker by a
+``worker_init_fn``, PyTorch's reproducibility recipe) then gives the same batches on every run.
 
 Why threads by default: see ``DataLoader``'s docstring. Processes start by ``spawn``,
 ``forkserver`` or ``fork`` (``multiprocessing_context=``): forking a process whose Numba/BLAS thread pools are
@@ -26,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from numcnn._config import manual_seed
+from numcnn._config import default_generator, enter_worker_thread, manual_seed
 
 __all__ = ["DEFAULT_CONTEXT", "WorkerInfo", "WorkerPool", "get_worker_info", "is_exhausted", "worker_rng"]
 
@@ -77,32 +81,80 @@ def is_exhausted(out: Any) -> bool:
     return isinstance(out, _Exhausted)
 
 
+class Turns:
+    """Worker threads take turns: inits in worker order, then tasks in id order, one at a time. Dataset code then
+    never runs in two threads at once, so what it does to process-wide state (NumPy's and Python's global
+    generators, reseeded by a ``worker_init_fn``; a shared file handle) happens in the same order on every run, as in
+    one process. The fetches still overlap the main thread's training step (kernels release the GIL)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._init = self._task = 0
+        self.broken = False
+
+    def wait(self, kind: str, k: int) -> bool:
+        """Wait for turn ``k`` of ``kind`` ("init" or "task"); False when a worker failed and turns stopped."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.broken or getattr(self, "_" + kind) == k)
+            return not self.broken
+
+    def done(self, kind: str, failed: bool = False) -> None:
+        with self._cond:
+            setattr(self, "_" + kind, getattr(self, "_" + kind) + 1)
+            self.broken = self.broken or failed
+            self._cond.notify_all()
+
+
+class _NoTurns:
+    """Worker processes need no turns: each has its own globals."""
+
+    def wait(self, kind: str, k: int) -> bool:  # noqa: ARG002
+        return True
+
+    def done(self, kind: str, failed: bool = False) -> None:
+        pass
+
+
 def _worker_loop(worker_id: int, num_workers: int, seed: int, dataset: Any, fetch: Callable, init_fn: Callable | None,
-                 tasks: Any, results: Any, in_process: bool) -> None:
-    """Take ``(k, epoch, indices)`` tasks until ``None``; put ``(k, fetch(...) or _Failure or _Exhausted)``."""
-    info = WorkerInfo(worker_id, num_workers, seed, dataset, np.random.default_rng(seed))
-    if in_process:
-        _process_info["info"] = info
+                 tasks: Any, results: Any, turns: Turns | None) -> None:
+    """Take ``(k, epoch, indices)`` tasks until ``None``; put ``(k, fetch(...) or _Failure or _Exhausted)``. A
+    worker process (``turns`` None) seeds its process's generators; a worker thread takes its ``turns``."""
+    if turns is None:
+        turns = _NoTurns()
         random.seed(seed)
         np.random.seed(seed % 2**32)  # noqa: NPY002 - the legacy global, which user transforms may draw from
         manual_seed(seed)
+        info = WorkerInfo(worker_id, num_workers, seed, dataset, default_generator())
+        _process_info["info"] = info
     else:
+        info = WorkerInfo(worker_id, num_workers, seed, dataset, np.random.default_rng(seed))
         _local.info = info
+        enter_worker_thread(seed, info.rng)  # numcnn's global generator in this thread is the worker's own
     state: dict[str, Any] = {}
+    if not turns.wait("init", worker_id):
+        return
+    failed = False
     try:
         if init_fn is not None:
             init_fn(worker_id)
     except Exception as err:  # noqa: BLE001 - reported to the main thread
+        failed = True
         results.put((-1, _Failure(worker_id, err)))
         return
+    finally:
+        turns.done("init", failed)
     while (task := tasks.get()) is not None:
         k, state["epoch"], indices = task
+        if not turns.wait("task", k):
+            return
         try:
             out = fetch(dataset, indices, state)
         except StopIteration:
             out = _Exhausted()
         except Exception as err:  # noqa: BLE001 - reported to the main thread
             out = _Failure(worker_id, err)
+        finally:
+            turns.done("task")
         results.put((k, out))
 
 
@@ -121,17 +173,17 @@ class WorkerPool:
             self._tasks = [queue.SimpleQueue() for _ in range(num_workers)]
             self._results: Any = queue.SimpleQueue()
             make = threading.Thread
-            in_process = False
+            turns: Turns | None = Turns()
         else:
             ctx = multiprocessing.get_context(context) if isinstance(context, str) else context
             self._tasks = [ctx.Queue() for _ in range(num_workers)]
             self._results = ctx.Queue()
             make = ctx.Process
-            in_process = True
+            turns = None
         self._workers = [
             make(target=_worker_loop, daemon=True,
                  args=(w, num_workers, base_seed + w, dataset, fetch, init_fn, self._tasks[w], self._results,
-                       in_process))
+                       turns))
             for w in range(num_workers)
         ]
         for worker in self._workers:
