@@ -19,8 +19,10 @@ __all__ = ["max_pool2d_train_backward", "max_pool2d_train_forward"]
 def max_pool2d_train_forward(x: np.ndarray, kernel_size: IntPair, stride: IntPair, padding: IntPair,
                              dilation: IntPair = (1, 1), ceil_mode: bool = False) -> tuple[np.ndarray, tuple]:
     """y (N, C, Ho, Wo) in x's dtype, and what :func:`max_pool2d_train_backward` needs."""
-    if jit.use_compiled() and max_compiled.supported(kernel_size, stride, padding, dilation, ceil_mode):
-        y, arg = max_compiled.max_pool2d_argmax(x, kernel_size, stride, padding, dilation, ceil_mode)
+    # With even sizes ceil_mode adds no window to a 2x2 stride-2 pooling: the compiled kernels cover it then.
+    ceil_adds = ceil_mode and (x.shape[-2] % 2 == 1 or x.shape[-1] % 2 == 1)
+    if jit.use_compiled() and max_compiled.supported(kernel_size, stride, padding, dilation, ceil_adds):
+        y, arg = max_compiled.max_pool2d_argmax(x, kernel_size, stride, padding, dilation, False)
         return y, ("argmax", arg, x.shape)
     y = max_pool2d_values(x, kernel_size, stride, padding, dilation, ceil_mode)
     return y, ("values", x, y)

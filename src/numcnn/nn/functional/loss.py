@@ -8,6 +8,8 @@ the number of samples for probability targets)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ...autograd.function import Function
@@ -30,16 +32,31 @@ def _reduce_grad(g, reduction, denom, shape):
     return np.broadcast_to(scale, shape)
 
 
+class _Indices(NamedTuple):
+    """Class-index targets for the compiled loss (instead of a dense q): each sample's class (-1: ignored) and the
+    weight of that class (1 without class weights; float64)."""
+    target: np.ndarray
+    weight: np.ndarray
+
+
 class _SoftTargetLoss(Function):
     """loss over (M, C) rows with a dense target distribution q (M, C); ``from_logits`` applies log_softmax.
-    q may be a Tensor (probability targets): it then gets its gradient, -logp, as in PyTorch."""
+    q may be a Tensor (probability targets): it then gets its gradient, -logp, as in PyTorch.
+    With the compiled kernels and at least ``KS._COMPILED_MIN`` logits, q may be ``_Indices`` instead (class
+    indices, no label smoothing): no dense q is built, the forward keeps the softmax, and the backward is one pass
+    over it (``KS.cross_entropy_index_forward``/``_backward``)."""
 
     @staticmethod
     def forward(ctx, x, q, denom, reduction, from_logits):
-        logp = KS.log_softmax(x, 1) if from_logits else x
-        per = -(q * logp).sum(axis=1)
-        ctx.save_for_backward(logp, q)
         ctx.denom, ctx.reduction, ctx.from_logits = denom, reduction, from_logits
+        ctx.indices = q if isinstance(q, _Indices) else None
+        if ctx.indices is not None:
+            p, per = KS.cross_entropy_index_forward(x, q.target, q.weight)
+            ctx.save_for_backward(p)
+        else:
+            logp = KS.log_softmax(x, 1) if from_logits else x
+            per = -(q * logp).sum(axis=1)
+            ctx.save_for_backward(logp, q)
         if reduction == "none":
             return per
         total = per.sum(dtype=x.dtype)
@@ -47,6 +64,10 @@ class _SoftTargetLoss(Function):
 
     @staticmethod
     def backward(ctx, g):
+        if ctx.indices is not None:
+            (p,) = ctx.saved_tensors
+            gm = _reduce_grad(g, ctx.reduction, p.dtype.type(ctx.denom), (p.shape[0],))
+            return KS.cross_entropy_index_backward(p, ctx.indices.target, ctx.indices.weight * gm), None
         logp, q = ctx.saved_tensors
         gm = _reduce_grad(g, ctx.reduction, logp.dtype.type(ctx.denom), (logp.shape[0],))[:, None]
         nx, nq = ctx.needs_input_grad[:2]
@@ -74,8 +95,9 @@ def _rows(input: Tensor, fn: str):
     return input.permute(*perm).reshape(-1, C), lambda t: t.reshape(rest)
 
 
-def _index_targets(fn, input, target, weight, ignore_index, label_smoothing):
-    """Dense q for class-index targets and the 'mean' denominator."""
+def _checked_indices(fn, input, target, ignore_index):
+    """Class-index targets as (M,) int64, the mask of the samples not ignored, and the classes with 0 at ignored
+    samples; raises for a wrong shape or a class out of range."""
     C = input.shape[1] if input.ndim > 1 else input.shape[0]
     expected = (input.shape[0],) + tuple(input.shape[2:]) if input.ndim > 1 else ()
     if tuple(target.shape) != expected:
@@ -87,6 +109,13 @@ def _index_targets(fn, input, target, weight, ignore_index, label_smoothing):
     if np.any((tv < 0) | (tv >= C)):
         bad = t[valid & ((t < 0) | (t >= C))][0]
         raise ValueError(f"{fn}: target {bad} is out of bounds for {C} classes")
+    return t, valid, tv
+
+
+def _index_targets(fn, input, target, weight, ignore_index, label_smoothing):
+    """Dense q for class-index targets and the 'mean' denominator."""
+    C = input.shape[1] if input.ndim > 1 else input.shape[0]
+    t, valid, tv = _checked_indices(fn, input, target, ignore_index)
     dt = input.dtype
     w = np.ones(C, dtype=dt) if weight is None else weight.array
     M = t.shape[0]
@@ -98,6 +127,18 @@ def _index_targets(fn, input, target, weight, ignore_index, label_smoothing):
     q[~valid] = 0
     denom = float(w[tv][valid].sum(dtype=np.float64)) if weight is not None else float(valid.sum())
     return q, denom
+
+
+def _compiled_indices(fn, input, target, weight, ignore_index):
+    """``_Indices`` for the compiled loss and the 'mean' denominator (as ``_index_targets`` computes it)."""
+    t, valid, tv = _checked_indices(fn, input, target, ignore_index)
+    if weight is None:
+        w = valid.astype(np.float64)
+        denom = float(valid.sum())
+    else:
+        w = np.where(valid, weight.array[tv], 0).astype(np.float64)
+        denom = float(weight.array[tv][valid].sum(dtype=np.float64))
+    return _Indices(np.where(valid, tv, -1), w), denom
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
@@ -133,7 +174,10 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
             q = q * weight
         denom = float(rows.shape[0])
     elif target.dtype.kind in "iu":
-        q, denom = _index_targets(fn, input, target, weight, ignore_index, label_smoothing)
+        if not label_smoothing and KS.cross_entropy_index_supported(rows.array):
+            q, denom = _compiled_indices(fn, input, target, weight, ignore_index)
+        else:
+            q, denom = _index_targets(fn, input, target, weight, ignore_index, label_smoothing)
     else:
         raise TypeError(f"{fn}: expected target of dtype int64 (class indices) or float (probabilities), "
                         f"got {target.dtype}")
