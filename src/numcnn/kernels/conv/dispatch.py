@@ -8,8 +8,11 @@ An ``algorithm`` names a way to compute all three passes of a layer:
 ``im2col``     ``chunked.py``: im2col + GEMM in cache-sized batch chunks over threads; grad-input runs
                col2im for strided layers and the padded grid (``grid.py``) for stride 1
 ``rowshift``   ``rowshift.py``: row copies and squarer GEMMs on a row grid (stride 1 only)
+``direct``     ``direct.py``: compiled direct convolution, the taps as constant offsets on a padded grid (stride 1
+               only; needs Numba)
 ``auto``       the default: a fixed rule of the shapes picks per pass (:func:`choose`); with the compiled
-               backend, depthwise layers at stride 1 run ``depthwise.py`` for all three passes
+               backend, depthwise layers at stride 1 run ``depthwise.py`` for all three passes, and small layers
+               at stride 1 run ``direct.py`` for the passes :func:`direct_passes` names
 =============  ==================================================================================================
 
 What each pass runs is named by a :class:`Plan` (``plan(geo, "im2col")`` is ``Plan("im2col", "grid", "im2col")``
@@ -24,28 +27,29 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import jit, workspace
-from . import chunked, depthwise, gemm, grid, reference, rowshift
+from . import chunked, depthwise, direct, gemm, grid, reference, rowshift
 from .chunked import Columns
 from .geometry import ConvGeometry, GeometryError
 
 __all__ = ["ALGORITHMS", "ALIASES", "PASSES", "Plan", "backward_input", "backward_weight", "canonical", "choose",
+           "direct_passes",
            "conv1d_backward_input", "conv1d_backward_weight", "conv1d_forward", "conv2d_backward_bias",
            "conv2d_backward_input", "conv2d_backward_weight", "conv2d_forward", "forward", "plan"]
 
-ALGORITHMS = ("auto", "reference", "gemm", "im2col", "rowshift")
+ALGORITHMS = ("auto", "reference", "gemm", "im2col", "rowshift", "direct")
 ALIASES = {"naive": "reference"}  # names used before the kernels were reorganised; they keep working
 PASSES = ("forward", "input", "weight")
 
 
 # The module whose ``backward_input`` (and, for the first three, ``backward_weight``) each kernel name runs.
 _INPUT_KERNELS = {"reference": reference, "gemm": gemm, "depthwise": depthwise, "rowshift": rowshift, "grid": grid,
-                  "col2im": chunked}
+                  "col2im": chunked, "direct": direct}
 
 
 class Plan(NamedTuple):
-    """The kernel each pass runs: forward in {reference, gemm, im2col, rowshift, depthwise}, grad-input in
-    {reference, gemm, col2im, grid, rowshift, depthwise}, grad-weight in {reference, gemm, im2col, rowshift,
-    depthwise}."""
+    """The kernel each pass runs: forward in {reference, gemm, im2col, rowshift, depthwise, direct}, grad-input in
+    {reference, gemm, col2im, grid, rowshift, depthwise, direct}, grad-weight in {reference, gemm, im2col,
+    rowshift, depthwise, direct}."""
 
     forward: str
     input: str
@@ -86,15 +90,33 @@ def choose(geo: ConvGeometry, pass_: str) -> str:
     return "rowshift" if wide and 0 < geo.wo and geo.wp <= 1.3 * geo.wo else "im2col"
 
 
+def direct_passes(geo: ConvGeometry) -> tuple[str, ...]:
+    """The passes ``"auto"`` gives to ``direct.py`` with the compiled backend: small layers with 5x5 (or larger)
+    kernels at stride 1 (R*S >= 25, C/G*R*S <= 400, K/G <= 32) whose grid computes at most 1.25 positions per
+    output (``direct.grid_overhead``: padded 'same' layers), where its FMAs beat building im2col columns or row
+    copies for skinny GEMMs: convnet's 1->16 and 16->32, lenet5's C1. Forward and grad-weight run it there, and
+    grad-input too with at least 8 input channels per group (it computes them four at a time: 1 channel would
+    waste 3/4 of the work). A/B figures: docs/plan-compiled-kernels.md.
+
+    Left to the GEMM paths: 3x3 kernels (a tie with rowshift for 32->32 on 14x14; with one input channel, 1->32
+    on 28x28, too few taps per pass over the outputs to beat im2col), unpadded layers (lenet5's C3: 5x5 on 14x14
+    computes 1.4 positions per output, a tie; C5: 5x, a loss), 1x1 layers (one GEMM) and wide layers."""
+    if not (direct.supported(geo) and geo.taps >= 25 and geo.cg * geo.taps <= 400 and geo.kg <= 32
+            and direct.grid_overhead(geo) <= 1.25):
+        return ()
+    return ("forward", "input", "weight") if geo.cg >= 8 else ("forward", "weight")
+
+
 def plan(geo: ConvGeometry, algorithm: str = "auto") -> Plan:
     """The kernels ``algorithm`` runs for the three passes of the layer ``geo``."""
     algorithm = canonical(algorithm)
     if algorithm == "auto" and jit.use_compiled() and depthwise.supported(geo):
         return Plan("depthwise", "depthwise", "depthwise")  # compiled: one filter per channel, no GEMM to give BLAS
     if algorithm == "auto":
-        return Plan(*(choose(geo, p) for p in PASSES))
-    if algorithm == "rowshift" and not geo.unit_stride:
-        raise ValueError(f"convolution algorithm 'rowshift' needs stride 1, got stride {geo.stride}; "
+        passes = direct_passes(geo) if jit.use_compiled() else ()
+        return Plan(*("direct" if p in passes else choose(geo, p) for p in PASSES))
+    if algorithm in ("rowshift", "direct") and not geo.unit_stride:
+        raise ValueError(f"convolution algorithm {algorithm!r} needs stride 1, got stride {geo.stride}; "
                          "use 'im2col' or 'auto'")
     if algorithm == "im2col":
         return Plan("im2col", "grid" if geo.unit_stride else "col2im", "im2col")
@@ -120,6 +142,8 @@ def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | Non
     cols = None
     if kind == "depthwise":
         y = depthwise.forward(geo, x, w, b)
+    elif kind == "direct":
+        y = direct.forward(geo, x, w, b)
     elif kind in ("reference", "gemm"):
         y = (reference if kind == "reference" else gemm).forward(geo, x, w)
         if b is not None:
@@ -157,10 +181,10 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray | None, alg
         kind = kept  # the forward's columns or rows are already built
     else:
         kind = plan(geo, algorithm).weight
-    if x is None and (kept is None or kind in ("reference", "gemm", "depthwise")):
+    if x is None and (kept is None or kind in ("reference", "gemm", "depthwise", "direct")):
         raise ValueError("conv2d_backward_weight: x may be None only with the forward's cols given (not with "
                          f"the {kind!r} algorithm)")
-    if kind in ("reference", "gemm", "depthwise"):  # they read x itself, never the forward's columns
+    if kind in ("reference", "gemm", "depthwise", "direct"):  # they read x itself, never the forward's columns
         return _INPUT_KERNELS[kind].backward_weight(geo, dy, x)
     if kept is not None and kept != kind:
         raise ValueError(f"conv2d_backward_weight: cols come from the {kept!r} algorithm, not {kind!r}")

@@ -1,0 +1,334 @@
+"""Direct convolution, compiled, for stride 1 (any padding, dilation and groups): no im2col, no GEMM.
+
+Lay each image's zero-padded input planes out flat, row after row at a fixed ``pitch``, and index the outputs on
+the same grid: output (oh, ow) sits at q = oh*pitch + ow. Tap (c, r, s) of the kernel then reads the input a
+*constant* distance past q, ``off[c, r, s] = c*plane + r*dh*pitch + s*dw``, so the textbook's sum becomes, for
+every output channel k and every grid position q at once::
+
+    y[k, q] = b[k] + sum over taps t = (c, r, s) of  w[k, t] * xpad[q + off[t]]
+
+a plain unit-stride multiply-add over q per tap, which LLVM's loop vectoriser compiles to packed FMAs. The
+grid also holds pitch - Wo columns right of each output row (computed, then dropped). A row needs no margins of
+its own, the zeros right of one row are the zeros left of the next, so the pitch is W + max(left, right), not
+W + left + right: 1.07x the useful work for 5x5 'same' on 28x28, 1.14x on 14x14.
+
+- forward: the sum above, per image, in blocks of ``BLOCK`` positions. Each pass over a block does eight taps
+  for four output channels: it loads eight inputs and four partial outputs, does 32 FMAs and stores four, so
+  the loads and stores of the accumulators (the vectoriser keeps them in memory, here 64-byte aligned rows that
+  stay in L1) do not bound it. Every output is summed in the textbook's order, bias first and then tap after
+  tap, ((b + w0*x0) + w1*x1) + ..., one rounding per FMA, whatever the blocking.
+- grad-input: the same kernel on dy, placed at (dh*(R-1) - top, dw*(S-1) - left), with the weights turned around
+  (w[k, c, r, s] read as a filter from channel k to channel c at tap (R-1-r, S-1-s)).
+- grad-weight: ``dw[k, t] = sum over images and q of dy[k, q] * xpad[q + off[t]]``, dy laid on the same grid
+  (zero in the dropped columns). A reduction over q: its kernel is compiled with ``reassoc`` so that LLVM keeps
+  sixteen running sums (four channels x four taps) in vector registers over two images' grids, with no stores
+  in the loop; the order of that sum is fixed by the compiled code, not by the threads. The pairs of images are
+  added in order, in float64.
+
+Output channels go four at a time; a group with K/G not a multiple of four gets zero filters whose outputs are
+dropped. Loops over positions run in whole vectors (``VECTOR``): the planes end in zeros that they may read.
+
+Threads: a padding pass and the forward and grad-input split the batch, grad-weight splits the output channels
+into blocks of four; every output element is computed by one item from the same operands in the same order, so
+1, 2 or 16 threads give the same bits. Scratch (padded planes, grids, accumulator rows) is NumPy memory taken
+from the workspace and passed in; the kernels allocate nothing.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import parallel, workspace
+from ..jit import kernel
+from .geometry import ConvGeometry
+
+__all__ = ["BLOCK", "backward_input", "backward_weight", "forward", "grid_overhead", "supported"]
+
+BLOCK = 512  # grid positions per block of the forward: four rows of them (8 KB in float32) stay in L1
+VECTOR = 16  # loops over grid positions run in whole multiples of this (a vector register of float32)
+
+
+@kernel
+def _pad_planes(x, top, left, out, hp, pitch, n0, n1):
+    """out[n] = the planes of x[n] (any strides) laid out for the grid, for n0 <= n < n1: x[n, c, ih, iw] at
+    c*plane + (top + ih)*pitch + left + iw, plane = (Hp + 1)*pitch, zeros everywhere else (the Hp rows' margins,
+    one more row below them, and the slack past the last plane that loops in whole vectors read)."""
+    _, c_all, h, w = x.shape
+    plane = (hp + 1) * pitch
+    j0 = min(pitch, max(0, left))  # columns j0..j1 of a row hold x, the rest are zeros
+    j1 = max(j0, min(pitch, left + w))
+    for n in range(n0, n1):
+        o = out[n]
+        for i in range(o.shape[0]):
+            o[i] = 0
+        for c in range(c_all):
+            for ih in range(max(0, -top), min(h, hp - top)):
+                src, dst = x[n, c, ih, j0 - left :], o[c * plane + (top + ih) * pitch + j0 :]
+                for j in range(j1 - j0):
+                    dst[j] = src[j]
+
+
+@kernel(fastmath={"contract"})
+def _correlate(xpad, plane, wt, offs, bias, y, pitch, acc, n0, n1):
+    """y[n, k, oh, ow] = bias[k] + sum_t wt[k, t] * xpad[n, g*Cg*plane + oh*pitch + ow + offs[t]], n0 <= n < n1.
+
+    xpad (N, C*plane + slack): each image's planes on the grid (``_pad_planes``); g: the group of channel k.
+    wt (G*Kg4, T), bias (G*Kg4): each group's filters, taps in the order of offs, Kg rounded up to a multiple of
+    four with zero filters. acc (4, BLOCK): accumulator rows, 64-byte aligned. y (N, K, Ho, Wo).
+    """
+    _, k_all, ho, wo = y.shape
+    taps = offs.shape[0]
+    cg = offs[taps - 1] // plane + 1  # the planes of one group (its last tap reads its last plane)
+    groups = (xpad.shape[1] - VECTOR) // (cg * plane)
+    kg, kg4, block, taps8 = k_all // groups, wt.shape[0] // groups, acc.shape[1], taps - taps % 8
+    length = -(-((ho - 1) * pitch + wo) // VECTOR) * VECTOR  # grid positions of the outputs, whole vectors
+    for n in range(n0, n1):
+        for g, qa in np.ndindex(groups, -(-length // block)):
+            qa, m = qa * block, min(block, length - qa * block)
+            xq = xpad[n, g * cg * plane + qa :]  # the input, shifted to the block's first position
+            for k in range(g * kg4, (g + 1) * kg4, 4):  # four output channels share each load of x
+                a0, a1, a2, a3 = acc[0, :m], acc[1, :m], acc[2, :m], acc[3, :m]
+                for i in range(m):
+                    a0[i], a1[i], a2[i], a3[i] = bias[k], bias[k + 1], bias[k + 2], bias[k + 3]
+                for t in range(0, taps8, 8):  # eight taps: 8 + 4 loads, 32 FMAs, 4 stores a vector
+                    x0, x1, x2, x3 = xq[offs[t] :], xq[offs[t + 1] :], xq[offs[t + 2] :], xq[offs[t + 3] :]
+                    x4, x5, x6, x7 = xq[offs[t + 4] :], xq[offs[t + 5] :], xq[offs[t + 6] :], xq[offs[t + 7] :]
+                    w00, w01, w02, w03, w04, w05, w06, w07 = wt[k, t : t + 8]
+                    w10, w11, w12, w13, w14, w15, w16, w17 = wt[k + 1, t : t + 8]
+                    w20, w21, w22, w23, w24, w25, w26, w27 = wt[k + 2, t : t + 8]
+                    w30, w31, w32, w33, w34, w35, w36, w37 = wt[k + 3, t : t + 8]
+                    for i in range(m):
+                        v0, v1, v2, v3, v4, v5, v6, v7 = x0[i], x1[i], x2[i], x3[i], x4[i], x5[i], x6[i], x7[i]
+                        a0[i] = (a0[i] + w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+                                 + w04 * v4 + w05 * v5 + w06 * v6 + w07 * v7)
+                        a1[i] = (a1[i] + w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+                                 + w14 * v4 + w15 * v5 + w16 * v6 + w17 * v7)
+                        a2[i] = (a2[i] + w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+                                 + w24 * v4 + w25 * v5 + w26 * v6 + w27 * v7)
+                        a3[i] = (a3[i] + w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+                                 + w34 * v4 + w35 * v5 + w36 * v6 + w37 * v7)
+                for t in range(taps8, taps):  # the last taps % 8, one at a time
+                    x0, w00, w10, w20, w30 = xq[offs[t] :], wt[k, t], wt[k + 1, t], wt[k + 2, t], wt[k + 3, t]
+                    for i in range(m):
+                        a0[i], a1[i] = a0[i] + w00 * x0[i], a1[i] + w10 * x0[i]
+                        a2[i], a3[i] = a2[i] + w20 * x0[i], a3[i] + w30 * x0[i]
+                for j in range(min(4, kg - (k - g * kg4))):  # the real channels' outputs (grid columns < Wo)
+                    for oh in range(qa // pitch, min(ho, (qa + m - 1) // pitch + 1)):
+                        lo, hi = max(0, qa - oh * pitch), min(wo, qa + m - oh * pitch)
+                        out, row = y[n, k - g * (kg4 - kg) + j, oh, lo:hi], acc[j, oh * pitch + lo - qa :]
+                        for i in range(hi - lo):
+                            out[i] = row[i]
+
+
+@kernel
+def _grid_rows(dy, groups, out, pitch, n0, n1):
+    """out[n, g*Kg4 + k, oh*pitch + ow] = dy[n, g*Kg + k, oh, ow] (any strides) for n0 <= n < n1, zero in the
+    other grid columns, past the last output and in the rows that round each group's Kg up to Kg4."""
+    _, k_all, ho, wo = dy.shape
+    kg, kg4 = k_all // groups, out.shape[1] // groups
+    for n in range(n0, n1):
+        for row in range(out.shape[1]):
+            o = out[n, row]
+            for i in range(o.shape[0]):
+                o[i] = 0
+            for oh in range(ho if row % kg4 < kg else 0):
+                src, dst = dy[n, row // kg4 * kg + row % kg4, oh], o[oh * pitch :]
+                for ow in range(wo):
+                    dst[ow] = src[ow]
+
+
+@kernel(fastmath={"contract", "reassoc"})
+def _weight_grad(xpad, plane, dyg, offs, dw, zero, k0):
+    """dw[k, t] += sum over images n and grid positions q of dyg[n, k, q] * xpad[n, g*Cg*plane + q + offs[t]]
+    for k0 <= k < k0 + 4 (in one group g). dw (G*Kg4, T) float64. xpad as for ``_correlate``; dyg (N, G*Kg4, L):
+    dy on the grid (``_grid_rows``), N even (an odd batch ends in an image of zeros in both); ``zero``: a 0 of
+    dy's dtype, the running sums' type."""
+    n_all, k_all, length = dyg.shape
+    taps = offs.shape[0]
+    cg = offs[taps - 1] // plane + 1
+    g = k0 // (k_all // ((xpad.shape[1] - VECTOR) // (cg * plane)))
+    taps4 = taps - taps % 4
+    for n in range(0, n_all, 2):  # two images at a time: one horizontal add per running sum for the pair
+        xa, xb = xpad[n, g * cg * plane :], xpad[n + 1, g * cg * plane :]
+        da0, da1, da2, da3 = dyg[n, k0], dyg[n, k0 + 1], dyg[n, k0 + 2], dyg[n, k0 + 3]
+        db0, db1, db2, db3 = dyg[n + 1, k0], dyg[n + 1, k0 + 1], dyg[n + 1, k0 + 2], dyg[n + 1, k0 + 3]
+        for t in range(0, taps4, 4):  # four channels x four taps: sixteen running sums in vector registers
+            x0, x1, x2, x3 = xa[offs[t] :], xa[offs[t + 1] :], xa[offs[t + 2] :], xa[offs[t + 3] :]
+            y0, y1, y2, y3 = xb[offs[t] :], xb[offs[t + 1] :], xb[offs[t + 2] :], xb[offs[t + 3] :]
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+            for i in range(length):
+                v0, v1, v2, v3, e0, e1, e2, e3 = x0[i], x1[i], x2[i], x3[i], da0[i], da1[i], da2[i], da3[i]
+                u0, u1, u2, u3, f0, f1, f2, f3 = y0[i], y1[i], y2[i], y3[i], db0[i], db1[i], db2[i], db3[i]
+                s00, s01 = s00 + e0 * v0 + f0 * u0, s01 + e0 * v1 + f0 * u1
+                s02, s03 = s02 + e0 * v2 + f0 * u2, s03 + e0 * v3 + f0 * u3
+                s10, s11 = s10 + e1 * v0 + f1 * u0, s11 + e1 * v1 + f1 * u1
+                s12, s13 = s12 + e1 * v2 + f1 * u2, s13 + e1 * v3 + f1 * u3
+                s20, s21 = s20 + e2 * v0 + f2 * u0, s21 + e2 * v1 + f2 * u1
+                s22, s23 = s22 + e2 * v2 + f2 * u2, s23 + e2 * v3 + f2 * u3
+                s30, s31 = s30 + e3 * v0 + f3 * u0, s31 + e3 * v1 + f3 * u1
+                s32, s33 = s32 + e3 * v2 + f3 * u2, s33 + e3 * v3 + f3 * u3
+            for j, (p0, p1, p2, p3) in enumerate(((s00, s01, s02, s03), (s10, s11, s12, s13),
+                                                  (s20, s21, s22, s23), (s30, s31, s32, s33))):
+                r = dw[k0 + j, t:]
+                r[0], r[1], r[2], r[3] = r[0] + p0, r[1] + p1, r[2] + p2, r[3] + p3
+        for j in range(4):  # the last taps % 4 taps, one at a time
+            for t in range(taps4, taps):
+                d0, d1, x0, y0 = dyg[n, k0 + j], dyg[n + 1, k0 + j], xa[offs[t] :], xb[offs[t] :]
+                s00 = zero
+                for i in range(length):
+                    s00 += d0[i] * x0[i] + d1[i] * y0[i]
+                dw[k0 + j, t] += s00
+
+
+def supported(geo: ConvGeometry) -> bool:
+    """Stride 1 (any padding, dilation, groups): the taps must be constant offsets on the output grid."""
+    return geo.unit_stride
+
+
+def grid_overhead(geo: ConvGeometry) -> float:
+    """Grid positions the forward computes per output: pitch / Wo (1.07 for 5x5 'same' on 28x28, 1.14 on 14x14;
+    1.4 for 5x5 without padding on 14x14, 5 on 5x5)."""
+    return _forward_grid(geo).pitch / geo.wo
+
+
+def _check(geo: ConvGeometry) -> None:
+    if not supported(geo):
+        raise ValueError(f"convolution algorithm 'direct' needs stride 1, got stride {geo.stride}; use 'im2col' "
+                         "or 'auto'")
+
+
+class _Grid(NamedTuple):
+    """Where the padded planes and the outputs lie: row ``pitch`` (Wp, or less: see :func:`_grid`), ``hp`` rows
+    of input per plane, ``plane`` = (Hp + 1)*pitch numbers per channel (one more zero row under the last)."""
+
+    hp: int
+    pitch: int
+    plane: int
+
+    def offsets(self, channels: int, r: int, s: int, dh: int, dw: int) -> np.ndarray:
+        """off[(c, r, s)] = c*plane + r*dh*pitch + s*dw: where tap (c, r, s) reads, past an output's grid position."""
+        c_, r_, s_ = np.meshgrid(np.arange(channels), np.arange(r), np.arange(s), indexing="ij")
+        return (c_ * self.plane + r_ * (dh * self.pitch) + s_ * dw).reshape(-1).astype(np.int64)
+
+    def length(self, ho: int, wo: int) -> int:
+        """Grid positions from the first output to the last, rounded up to whole vectors."""
+        return -(-((ho - 1) * self.pitch + wo) // VECTOR) * VECTOR
+
+
+def _grid(hp: int, w_in: int, left: int, right: int, w_out: int) -> _Grid:
+    """The layout of an input of width ``w_in`` padded by (left, right) for ``w_out`` output columns.
+
+    A row needs no margins of its own: the zeros right of one row's data also serve as the zeros left of the next
+    row's, so a pitch of w_in + max(left, right) suffices (16 instead of 18 for 5x5 'same' on 14x14: 1.14x the
+    useful positions instead of 1.29x). With a negative margin (a crop) rows keep the full width Wp."""
+    pitch = left + w_in + right
+    if left >= 0 and right >= 0:
+        pitch = max(w_in + max(left, right), w_out)
+    return _Grid(hp, pitch, (hp + 1) * pitch)
+
+
+def _image_ranges(n: int) -> list[tuple[int, int]]:
+    """The batch in up to 4 ranges (a rule of the size only; each image's outputs are its own anyway): few calls,
+    as each costs some microseconds of argument checks."""
+    return parallel.split(n, min(n, 4))
+
+
+def _aligned(shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(buffer, view): pooled scratch of ``shape`` whose first element sits on a 64-byte boundary (a cache line,
+    so that the accumulator rows' vector loads and stores never straddle two)."""
+    itemsize = np.dtype(dtype).itemsize
+    size = int(np.prod(shape))
+    buf = workspace.take((size + 64 // itemsize,), dtype)
+    skip = (-buf.ctypes.data % 64) // itemsize
+    return buf, buf[skip : skip + size].reshape(shape)
+
+
+def _padded(a: np.ndarray, top: int, left: int, grid: _Grid, even: bool = False) -> np.ndarray:
+    """Every image's planes of a (N, C, H, W), any strides, placed at (top, left) on ``grid``, flat:
+    (N, C*plane + VECTOR), pooled scratch (the caller gives it back). ``even``: one more image of zeros when N
+    is odd."""
+    n = a.shape[0]
+    out = workspace.take((n + (n % 2 if even else 0), a.shape[1] * grid.plane + VECTOR), a.dtype)
+    out[n:] = 0
+    parallel.run(lambda b: _pad_planes(a, top, left, out, grid.hp, grid.pitch, b[0], b[1]), _image_ranges(n),
+                 blas=False)
+    return out
+
+
+def _in_fours(a: np.ndarray) -> np.ndarray:
+    """(G, k, T) per-group filters -> (G*k4, T) with k4 = k rounded up to a multiple of four, zeros in the added
+    rows: the kernels work on four output channels at a time."""
+    g, k, t = a.shape
+    out = np.zeros((g, -(-k // 4) * 4, t), dtype=a.dtype)
+    out[:, :k] = a
+    return out.reshape(-1, t)
+
+
+def _run_correlate(a, top, left, grid: _Grid, wt, offs, bias, y):
+    """y = ``_correlate`` of a placed at (top, left) on ``grid``, over the batch on the kernel threads."""
+    xpad = _padded(a, top, left, grid)
+
+    def part(bounds):
+        buf, acc = _aligned((4, BLOCK), y.dtype)
+        _correlate(xpad, grid.plane, wt, offs, bias, y, grid.pitch, acc, bounds[0], bounds[1])
+        workspace.give(buf)
+
+    parallel.run(part, _image_ranges(y.shape[0]), blas=False)
+    workspace.give(xpad)
+    return y
+
+
+def _forward_grid(geo: ConvGeometry) -> _Grid:
+    (_, _), (left, right) = geo.padding
+    return _grid(geo.hp, geo.width, left, right, geo.wo)
+
+
+def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """y (N, K, Ho, Wo) in x's dtype."""
+    _check(geo)
+    dt = x.dtype
+    wt = _in_fours(w.astype(dt, copy=False).reshape(geo.groups, geo.kg, -1))
+    bias = np.zeros(geo.k, dt) if b is None else b.astype(dt, copy=False)
+    bias = _in_fours(bias.reshape(geo.groups, geo.kg, 1)).reshape(-1)
+    grid = _forward_grid(geo)
+    offs = grid.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
+    y = np.empty(geo.y_shape, dtype=dt)
+    return _run_correlate(x, geo.top, geo.left, grid, wt, offs, bias, y)
+
+
+def backward_input(geo: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """dx (N, C, H, W) in dy's dtype: dy (which may be cropped) padded by (dh*(R-1) - top, dw*(S-1) - left) and
+    correlated with the turned-around weights wt[c, (k, r, s)] = w[k, c, R-1-r, S-1-s] (within each group)."""
+    _check(geo)
+    dt = dy.dtype
+    g, kg, cg, r, s = geo.groups, geo.kg, geo.cg, geo.r, geo.s
+    w5 = w.astype(dt, copy=False).reshape(g, kg, cg, r, s)[:, :, :, ::-1, ::-1]
+    wt = _in_fours(w5.transpose(0, 2, 1, 3, 4).reshape(g, cg, kg * r * s))
+    top, left = geo.dh * (r - 1) - geo.top, geo.dw * (s - 1) - geo.left
+    wp = geo.width + geo.dw * (s - 1)  # dx's width plus the taps' reach
+    grid = _grid(geo.height + geo.dh * (r - 1), dy.shape[3], left, wp - left - dy.shape[3], geo.width)
+    offs = grid.offsets(kg, r, s, geo.dh, geo.dw)
+    dx = np.empty(geo.x_shape, dtype=dt)
+    return _run_correlate(dy, top, left, grid, wt, offs, np.zeros(wt.shape[0], dtype=dt), dx)
+
+
+def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """dw (K, C/G, R, S) in dy's dtype. dy may be cropped (a transposed convolution's)."""
+    _check(geo)
+    dt = dy.dtype
+    grid = _forward_grid(geo)
+    offs = grid.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
+    xpad = _padded(x.astype(dt, copy=False), geo.top, geo.left, grid, even=True)
+    kg4 = -(-geo.kg // 4) * 4
+    dybuf, dyg = _aligned((len(xpad), geo.groups * kg4, grid.length(*dy.shape[2:])), dt)
+    dyg[geo.n :] = 0  # an odd batch's extra image
+    parallel.run(lambda b: _grid_rows(dy, geo.groups, dyg, grid.pitch, b[0], b[1]), _image_ranges(geo.n),
+                 blas=False)
+    acc = np.zeros((geo.groups * kg4, offs.size))
+    # Blocks of four output channels (a block's taps read its group's planes only), one item each.
+    parallel.run(lambda k0: _weight_grad(xpad, grid.plane, dyg, offs, acc, dt.type(0), k0), range(0, len(acc), 4),
+                 blas=False)
+    workspace.give(xpad)
+    workspace.give(dybuf)
+    return acc.reshape(geo.groups, kg4, -1)[:, : geo.kg].astype(dt).reshape(geo.w_shape)

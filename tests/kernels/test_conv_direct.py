@@ -1,0 +1,166 @@
+"""The compiled direct convolution (kernels/conv/direct.py): its three passes against the seven-loop reference in
+float64 on drawn odd shapes (batch 1, 1x1 maps, padding past the kernel's reach, dilation, groups, non-contiguous
+inputs, cropped output gradients, stale pooled memory full of NaN), against PyTorch in float32, the same bits for
+1, 2 and 3 kernel threads, and where "auto" uses it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("numba")
+
+from numcnn.kernels import conv as K  # noqa: E402
+from numcnn.kernels.conv import direct, reference  # noqa: E402
+from numcnn.kernels.runtime import runtime  # noqa: E402
+
+
+def _channel_major(a):
+    """The same values laid out like a conv output: a (C, N, H, W) buffer seen as NCHW."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+
+
+def _strided(a):
+    """The same values as a view with gaps between rows (last axis not unit-stride either)."""
+    big = np.zeros((*a.shape[:3], 2 * a.shape[3] + 1), dtype=a.dtype)
+    big[..., ::2][..., : a.shape[3]] = a
+    return big[..., ::2][..., : a.shape[3]]
+
+
+@st.composite
+def geometries(draw):
+    groups = draw(st.integers(1, 3))
+    cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 9))  # kg crosses the blocks of four output channels
+    r, s = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = [draw(st.integers(0, 4)) for _ in range(4)]  # up to past the kernel's reach: a crop in grad-input
+    h = draw(st.integers(max(1, dh * (r - 1) + 1 - pads[0] - pads[1]), 9))
+    w = draw(st.integers(max(1, dw * (s - 1) + 1 - pads[2] - pads[3]), 9))
+    n = draw(st.integers(1, 3))
+    return K.ConvGeometry.of((n, cg * groups, h, w), (kg * groups, cg, r, s), (1, 1),
+                             ((pads[0], pads[1]), (pads[2], pads[3])), (dh, dw), groups)
+
+
+def _layout(a, which):
+    return {"plain": a, "channel_major": _channel_major(a), "strided": _strided(a)}[which]
+
+
+@settings(max_examples=60, deadline=None)
+@given(geo=geometries(), seed=st.integers(0, 2**16), layout=st.sampled_from(["plain", "channel_major", "strided"]),
+       crop=st.booleans())
+def test_direct_matches_the_seven_loops_float64(geo, seed, layout, crop):
+    rng = np.random.default_rng(seed)
+    x, w, b = rng.standard_normal(geo.x_shape), rng.standard_normal(geo.w_shape), rng.standard_normal(geo.k)
+    dy = rng.standard_normal(geo.y_shape)
+    if crop and min(geo.out_hw) > 1:  # a transposed convolution's output gradient: the last row and column cut off
+        dy = dy[:, :, :-1, :-1]
+    y_ref = reference.forward(geo, x, w) + b[:, None, None]
+    dx_ref = reference.backward_input(geo, dy, w)
+    dw_ref = reference.backward_weight(geo, dy, x)
+    with runtime.scoped(backend="numba", memory_budget=4096):
+        for p in runtime.pool.arrays():
+            p.fill(np.nan)  # stale pooled memory must not leak into the padded planes, grids or accumulators
+        y = direct.forward(geo, _layout(x, layout), w, b)
+        dx = direct.backward_input(geo, _layout(dy, layout), w)
+        dw = direct.backward_weight(geo, _layout(dy, layout), _layout(x, layout))
+    for got, ref in ((y, y_ref), (dx, dx_ref), (dw, dw_ref)):
+        assert got.dtype == np.float64 and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding, dilation, groups", [
+    ((5, 1, 28, 28), (16, 1, 5, 5), 2, 1, 1),  # convnet's first layer
+    ((3, 16, 14, 14), (32, 16, 5, 5), 2, 1, 1),  # convnet's second layer
+    ((4, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1),  # lenet5's C3
+    ((2, 6, 11, 9), (9, 2, 3, 3), 1, 2, 3),
+    ((1, 1, 1, 1), (3, 1, 1, 1), 0, 1, 1),
+])
+def test_direct_matches_torch_float32(x_shape, w_shape, padding, dilation, groups):
+    torch = pytest.importorskip("torch")
+    import numcnn
+    from numcnn.nn import functional as F
+
+    rng = np.random.default_rng(sum(x_shape))
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape, (w_shape[0],)))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = torch.nn.functional.conv2d(xt, wt, bt, padding=padding, dilation=dilation, groups=groups)
+    (yt**2).sum().backward()
+    tx, tw, tb = (numcnn.tensor(a, requires_grad=True) for a in (x, w, b))
+    with runtime.scoped(backend="numba"):
+        y = F.conv2d(tx, tw, tb, padding=padding, dilation=dilation, groups=groups, algorithm="direct")
+        (y**2).sum().backward()
+    assert y.numpy().dtype == np.float32 and tw.grad.numpy().dtype == np.float32
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    for ours, theirs in ((tx, xt), (tw, wt), (tb, bt)):
+        scale = max(1.0, float(np.abs(theirs.grad.numpy()).max()))
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding, groups", [
+    ((7, 1, 28, 28), (16, 1, 5, 5), 2, 1), ((9, 16, 14, 14), (32, 16, 5, 5), 2, 1), ((5, 6, 10, 9), (9, 2, 3, 3), 1, 3),
+])
+def test_direct_gives_the_same_bits_for_1_2_and_3_threads(x_shape, w_shape, padding, groups):
+    """numcnn's own kernel threads run the compiled kernels (Numba's pool is not used): work is cut by the shapes
+    and each output element is summed by one item in a fixed order, so the thread count changes no bit."""
+    rng = np.random.default_rng(1)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape, (w_shape[0],)))
+    geo = K.ConvGeometry.of(x_shape, w_shape, (1, 1), ((padding,) * 2,) * 2, (1, 1), groups)
+    dy = _channel_major(rng.standard_normal(geo.y_shape).astype(np.float32))
+    out = []
+    for threads in (1, 2, 3):
+        with runtime.scoped(backend="numba", threads=threads):
+            out.append((direct.forward(geo, x, w, b), direct.backward_input(geo, dy, w),
+                        direct.backward_weight(geo, dy, x)))
+    for other in out[1:]:
+        for a, c in zip(out[0], other, strict=True):
+            np.testing.assert_array_equal(a, c)
+
+
+def test_auto_runs_direct_where_it_is_faster_and_only_with_the_compiled_backend():
+    def geo(x_shape, w_shape, pad, stride=1):
+        return K.ConvGeometry.of(x_shape, w_shape, (stride, stride), ((pad, pad), (pad, pad)))
+
+    first, second = geo((8, 1, 28, 28), (16, 1, 5, 5), 2), geo((8, 16, 14, 14), (32, 16, 5, 5), 2)
+    c3, c5 = geo((8, 6, 14, 14), (16, 6, 5, 5), 0), geo((8, 16, 5, 5), (120, 16, 5, 5), 0)
+    strided = geo((8, 1, 28, 28), (16, 1, 5, 5), 2, stride=2)
+    with runtime.scoped(backend="numba"):
+        assert K.plan(first) == K.Plan("direct", "grid", "direct")  # one input channel: grad-input stays
+        assert K.plan(second) == K.Plan("direct", "direct", "direct")
+        for other in (c3, c5, strided, geo((8, 32, 14, 14), (32, 32, 3, 3), 1), geo((8, 1, 28, 28), (32, 1, 3, 3), 1)):
+            assert "direct" not in K.plan(other), other
+        assert K.plan(c5, "direct") == K.Plan("direct", "direct", "direct")
+        with pytest.raises(ValueError, match="'direct' needs stride 1"):
+            K.plan(strided, "direct")
+        # a training forward under "auto" keeps no columns for a direct grad-weight: it reads x
+        x = np.random.default_rng(0).standard_normal(first.x_shape).astype(np.float32)
+        y, cols = K.forward(first, x, np.ones(first.w_shape, np.float32), None, return_cols=True)
+        assert cols is None
+        with pytest.raises(ValueError, match="x may be None only"):
+            K.backward_weight(first, y, None)
+    with runtime.scoped(backend="numpy"):
+        assert "direct" not in K.plan(first) and "direct" not in K.plan(second)
+    assert not direct.supported(strided)
+    with pytest.raises(ValueError, match="'direct' needs stride 1"):
+        direct.forward(strided, np.zeros(strided.x_shape), np.zeros(strided.w_shape), None)
+
+
+def test_direct_transposed_convolution_matches_torch():
+    """A transposed convolution runs a convolution's passes swapped (its forward is a grad-input, with a cropped
+    output gradient when output_padding is used)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((2, 4, 6, 5)), rng.standard_normal((4, 3, 3, 3))
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv_transpose2d(xt, wt, padding=1)
+    dy = rng.standard_normal(tuple(yt.shape))
+    yt.backward(torch.from_numpy(dy))
+    with runtime.scoped(backend="numba"):
+        y = K.conv_transpose2d_forward(x, w, None, (1, 1), (1, 1), (0, 0), (1, 1), 1, algorithm="direct")
+        dx = K.conv_transpose2d_backward_input(dy, w, x.shape, (1, 1), (1, 1), (0, 0), (1, 1), 1, algorithm="direct")
+        dw = K.conv_transpose2d_backward_weight(dy, x, w.shape, (1, 1), (1, 1), (0, 0), (1, 1), 1,
+                                                algorithm="direct")
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-10, atol=1e-10)
