@@ -9,7 +9,11 @@ from ...autograd.tensor import Tensor, check_floating
 
 
 def as_tuple(value, n: int, fn: str, name: str, minimum: int | None = None) -> tuple[int, ...]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if type(value) is int:  # the common cases first: this runs several times per layer call
+        out = (value,) * n
+    elif type(value) is tuple and len(value) == n and all(type(v) is int for v in value):
+        out = value
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         out = (int(value),) * n
     elif isinstance(value, (tuple, list)) and len(value) == n and all(
         isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
@@ -17,7 +21,7 @@ def as_tuple(value, n: int, fn: str, name: str, minimum: int | None = None) -> t
         out = tuple(int(v) for v in value)
     else:
         raise TypeError(f"{fn}: expected {name} to be an int or a tuple of {n} ints, got {value!r}")
-    if minimum is not None and any(v < minimum for v in out):
+    if minimum is not None and min(out, default=minimum) < minimum:
         raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value!r}")
     return out
 
