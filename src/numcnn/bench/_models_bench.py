@@ -153,8 +153,10 @@ def rss_child(lib: str, name: str, n: int, threads: int | None) -> dict:
     step, then three more. Two measures (MB), since allocator caches and lazily loaded library parts make any
     single one partial:
 
-    - ``total_mb``: peak resident size minus the size right after the imports: everything training needs,
-      weights, optimizer state, activations, gradients, scratch, caches, lazily initialised library state;
+    - ``total_mb``: peak resident size minus the size right after the imports (numcnn's with Numba when the
+      compiled kernels run, torch's): everything training needs, weights, optimizer state, activations,
+      gradients, scratch, caches, lazily initialised library state (for numcnn's compiled kernels that includes
+      LLVM's, set up when the first kernel loads: about 70 MB);
     - ``step_mb``: peak during the last three steps minus the size after the warm-up step: what a steady-state
       step adds on top of what stays allocated.
 
@@ -167,8 +169,10 @@ def rss_child(lib: str, name: str, n: int, threads: int | None) -> dict:
         threadpool_limits(threads)
     if lib == "numcnn":
         import numcnn
+        from numcnn.kernels import jit
         from numcnn.nn import functional  # noqa: F401  (what a step imports, before the baseline)
 
+        jit.use_compiled()  # imports Numba (54 MB here) when the compiled kernels will run: an import, as torch's is
         if threads:
             numcnn.set_num_threads(threads)
     else:
