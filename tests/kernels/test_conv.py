@@ -26,6 +26,7 @@ from numcnn.kernels.conv import (
     im2col,
     same_padding,
 )
+from numcnn.kernels.runtime import runtime
 
 ALGORITHMS = ["naive", "im2col", "gemm"]
 
@@ -571,7 +572,9 @@ def test_rowshift_refuses_strides_and_auto_follows_its_rule():
     assert rule((8, 32, 14, 14), (32, 32, 3, 3), (2, 2), same, pass_="input") == "col2im"
     assert rule((8, 1, 28, 28), (16, 1, 5, 5), (1, 1), ((2, 2), (2, 2))) == "im2col"
     assert rule((8, 8, 14, 14), (8, 1, 3, 3), (1, 1), same, pass_="input", groups=8) == "grid"  # depthwise
-    # "auto" computes what its choice computes, bit for bit
+    # "auto" computes what its choice computes, bit for bit (the compiled backend's choice: direct)
     x, w = _data(1, (3, 32, 14, 14), (32, 32, 3, 3), dtype=np.float32)
-    np.testing.assert_array_equal(conv2d_forward(x, w, None, (1, 1), same, algorithm="auto"),
-                                  conv2d_forward(x, w, None, (1, 1), same, algorithm="rowshift"))
+    for backend, choice in (("numpy", "rowshift"), ("numba", "direct")):
+        with runtime.scoped(backend=backend):
+            np.testing.assert_array_equal(conv2d_forward(x, w, None, (1, 1), same, algorithm="auto"),
+                                          conv2d_forward(x, w, None, (1, 1), same, algorithm=choice))

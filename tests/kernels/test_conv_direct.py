@@ -76,6 +76,9 @@ def test_direct_matches_the_seven_loops_float64(geo, seed, layout, crop):
     ((4, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1),  # lenet5's C3
     ((2, 6, 11, 9), (9, 2, 3, 3), 1, 2, 3),
     ((1, 1, 1, 1), (3, 1, 1, 1), 0, 1, 1),
+    ((2, 1, 28, 28), (16, 1, 3, 3), 1, 1, 1),  # resnet's stem
+    ((3, 16, 28, 28), (16, 16, 3, 3), 1, 1, 1),  # resnet's first stage
+    ((3, 32, 14, 14), (32, 32, 3, 3), 1, 1, 1),  # resnet's second stage
 ])
 def test_direct_matches_torch_float32(x_shape, w_shape, padding, dilation, groups):
     torch = pytest.importorskip("torch")
@@ -100,6 +103,8 @@ def test_direct_matches_torch_float32(x_shape, w_shape, padding, dilation, group
 
 @pytest.mark.parametrize("x_shape, w_shape, padding, groups", [
     ((7, 1, 28, 28), (16, 1, 5, 5), 2, 1), ((9, 16, 14, 14), (32, 16, 5, 5), 2, 1), ((5, 6, 10, 9), (9, 2, 3, 3), 1, 3),
+    ((7, 1, 28, 28), (16, 1, 3, 3), 1, 1), ((5, 16, 28, 28), (16, 16, 3, 3), 1, 1),  # resnet's stem and stage 1
+    ((9, 32, 14, 14), (32, 32, 3, 3), 1, 1),
 ])
 def test_direct_gives_the_same_bits_for_1_2_and_3_threads(x_shape, w_shape, padding, groups):
     """numcnn's own kernel threads run the compiled kernels (Numba's pool is not used): work is cut by the shapes
@@ -128,7 +133,16 @@ def test_auto_runs_direct_where_it_is_faster_and_only_with_the_compiled_backend(
     with runtime.scoped(backend="numba"):
         assert K.plan(first) == K.Plan("direct", "grid", "direct")  # one input channel: grad-input stays
         assert K.plan(second) == K.Plan("direct", "direct", "direct")
-        for other in (c3, c5, strided, geo((8, 32, 14, 14), (32, 32, 3, 3), 1), geo((8, 1, 28, 28), (32, 1, 3, 3), 1)):
+        # 3x3 (dispatch.direct_passes has the A/B figures): forward and grad-weight with 8 to 44 input channels,
+        # grad-weight alone with one (its forward is a short im2col), none with 2-7 channels or on 7x7 maps
+        for c, k, hw in ((16, 16, 28), (16, 32, 28), (8, 16, 14), (32, 32, 14)):
+            assert K.plan(geo((8, c, hw, hw), (k, c, 3, 3), 1)) == K.Plan("direct", "rowshift", "direct")
+        for k in (16, 32):
+            assert K.plan(geo((8, 1, 28, 28), (k, 1, 3, 3), 1)) == K.Plan("im2col", "grid", "direct")
+        wide, small = geo((8, 64, 7, 7), (64, 64, 3, 3), 1), geo((8, 16, 7, 7), (16, 16, 3, 3), 1)
+        for other in (c3, c5, strided, wide, small, geo((8, 3, 32, 32), (32, 3, 3, 3), 1),
+                      geo((8, 48, 14, 14), (32, 48, 3, 3), 1), geo((8, 16, 28, 28), (64, 16, 3, 3), 1),
+                      geo((8, 16, 28, 28), (32, 16, 3, 3), 1, stride=2)):
             assert "direct" not in K.plan(other), other
         assert K.plan(c5, "direct") == K.Plan("direct", "direct", "direct")
         with pytest.raises(ValueError, match="'direct' needs stride 1"):
@@ -139,6 +153,11 @@ def test_auto_runs_direct_where_it_is_faster_and_only_with_the_compiled_backend(
         assert cols is None
         with pytest.raises(ValueError, match="x may be None only"):
             K.backward_weight(first, y, None)
+        stem = geo((8, 1, 28, 28), (16, 1, 3, 3), 1)  # an im2col forward keeps no columns for grad-weight either
+        y, cols = K.forward(stem, x, np.ones(stem.w_shape, np.float32), None, return_cols=True)
+        assert cols is None
+        dy = np.ones(stem.y_shape, np.float32)
+        np.testing.assert_array_equal(K.backward_weight(stem, dy, x), K.backward_weight(stem, dy, x, "direct"))
     with runtime.scoped(backend="numpy"):
         assert "direct" not in K.plan(first) and "direct" not in K.plan(second)
     assert not direct.supported(strided)

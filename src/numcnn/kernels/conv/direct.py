@@ -187,9 +187,10 @@ def supported(geo: ConvGeometry) -> bool:
 
 
 def grid_overhead(geo: ConvGeometry) -> float:
-    """Grid positions the forward computes per output: pitch / Wo (1.07 for 5x5 'same' on 28x28, 1.14 on 14x14;
-    1.4 for 5x5 without padding on 14x14, 5 on 5x5)."""
-    return _forward_grid(geo).pitch / geo.wo
+    """Grid positions the forward computes per output, the last row rounded up to whole vectors: 1.04 for 3x3
+    'same' on 28x28, 1.08 for 5x5 'same' on 28x28, 1.14 for 3x3 or 5x5 'same' on 14x14, 1.31 for 3x3 'same' on
+    7x7; 1.44 for 5x5 without padding on 14x14, 16 for the same on 5x5 (one output)."""
+    return _forward_grid(geo).length(geo.ho, geo.wo) / (geo.ho * geo.wo)
 
 
 def _check(geo: ConvGeometry) -> None:

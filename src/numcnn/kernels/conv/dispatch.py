@@ -91,20 +91,40 @@ def choose(geo: ConvGeometry, pass_: str) -> str:
 
 
 def direct_passes(geo: ConvGeometry) -> tuple[str, ...]:
-    """The passes ``"auto"`` gives to ``direct.py`` with the compiled backend: small layers with 5x5 (or larger)
-    kernels at stride 1 (R*S >= 25, C/G*R*S <= 400, K/G <= 32) whose grid computes at most 1.25 positions per
-    output (``direct.grid_overhead``: padded 'same' layers), where its FMAs beat building im2col columns or row
-    copies for skinny GEMMs: convnet's 1->16 and 16->32, lenet5's C1. Forward and grad-weight run it there, and
-    grad-input too with at least 8 input channels per group (it computes them four at a time: 1 channel would
-    waste 3/4 of the work). A/B figures: docs/plan-compiled-kernels.md.
+    """The passes ``"auto"`` gives to ``direct.py`` with the compiled backend: small layers at stride 1 (K/G <= 32,
+    C/G*R*S <= 400) whose grid computes at most 1.25 positions per output (``direct.grid_overhead``: padded
+    'same' layers on maps of 14x14 or more), with 5x5 (or larger) kernels, or 3x3 kernels on one input channel or
+    8 to 44 of them (resnet's stem and first two stages). Grad-weight runs it there; forward too with 5x5 kernels or
+    8+ input channels (a one-channel 3x3 forward is a short im2col + GEMM: 0.78 vs 2.23 ms for resnet's stem);
+    grad-input with 5x5 kernels and at least 8 input channels (it computes four at a time; with 3x3 kernels
+    rowshift ties or wins: 6.6 vs 6.5 ms for 16->16 on 28x28, 5.9 vs 7.0 for 32->32 on 14x14).
 
-    Left to the GEMM paths: 3x3 kernels (a tie with rowshift for 32->32 on 14x14; with one input channel, 1->32
-    on 28x28, too few taps per pass over the outputs to beat im2col), unpadded layers (lenet5's C3: 5x5 on 14x14
-    computes 1.4 positions per output, a tie; C5: 5x, a loss), 1x1 layers (one GEMM) and wide layers."""
-    if not (direct.supported(geo) and geo.taps >= 25 and geo.cg * geo.taps <= 400 and geo.kg <= 32
+    A/B at batch 100, float32, 2 threads, medians of 15-31 interleaved in one process ("GEMM": the rule before,
+    an im2col forward keeping its columns for grad-weight, or rowshift + im2col; * marks what auto runs now):
+
+    ============================  ===========================  ==================  =======================
+    layer (3x3 'same')            forward + grad-weight (ms)   forward (ms)        grad-weight (ms)
+    ============================  ===========================  ==================  =======================
+    1->16 on 28x28 (stem)         2.78 GEMM, 1.85 mixed*        0.78* vs 2.23      1.07* (im2col, kept: 2.0)
+    1->32 on 28x28                6.89 GEMM, 3.50 mixed*        1.27* vs 2.68      2.23*
+    16->16 on 28x28               18.5 GEMM, 11.4 direct*       7.9 vs 6.6*        8.7 vs 5.4*
+    32->32 on 14x14               12.3 GEMM, 10.1 direct*       6.9 vs 6.7*        7.9 vs 5.8*
+    64->64 on 7x7 (GEMM*)         8.1 GEMM*, 15.9 direct        6.8* vs 8.5        7.5* vs 8.0
+    3->32 on 32x32 (GEMM*)        9.4 GEMM*, 10.6 direct        6.4 vs 5.1         5.5 direct
+    ============================  ===========================  ==================  =======================
+
+    Whole resnet step (A/B, 2 threads): 222.6 ms with the GEMM paths, 192.6 with direct for the stem, 16->16 and
+    32->32 layers. Left to the GEMM paths: small maps
+    (3x3 on 7x7: the grid rounds up to 1.31 positions per output; 32->32 a tie, 16->16 3.7 vs 4.3 ms), 3x3 on 2-7
+    channels, unpadded layers (lenet5's C3: 5x5 on 14x14, 1.44 positions per output, a tie), 1x1 layers (one
+    GEMM), strided and wide layers. Figures for 5x5: docs/plan-compiled-kernels.md."""
+    if not (direct.supported(geo) and geo.taps >= 9 and geo.cg * geo.taps <= 400 and geo.kg <= 32
             and direct.grid_overhead(geo) <= 1.25):
         return ()
-    return ("forward", "input", "weight") if geo.cg >= 8 else ("forward", "weight")
+    big = geo.taps >= 25
+    if not big and not (geo.cg == 1 or geo.cg >= 8):  # 3->32 on 32x32: 9.4 ms (im2col) vs 10.6 (direct)
+        return ()
+    return (*(("forward",) if big or geo.cg >= 8 else ()), *(("input",) if big and geo.cg >= 8 else ()), "weight")
 
 
 def plan(geo: ConvGeometry, algorithm: str = "auto") -> Plan:
@@ -153,7 +173,7 @@ def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | Non
         y, rows = rowshift.forward(geo, x, w, b, keep)
         cols = Columns(rows, "rowshift") if keep else None
     else:
-        y, cols = chunked.forward(geo, x, w, b, return_cols)
+        y, cols = chunked.forward(geo, x, w, b, return_cols and steps.weight != "direct")  # direct reads x
     return (y, cols) if return_cols else y
 
 
