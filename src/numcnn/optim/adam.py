@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels import jit
+from . import adam_compiled
 from .optimizer import Optimizer, ParamsT, _lerp_, check_hyperparameters
 
 __all__ = ["Adam", "AdamW", "adam_update"]
@@ -39,6 +41,10 @@ def adam_update(
         lr, beta1, beta2, eps, weight_decay: Python floats.
         amsgrad, maximize, decoupled_weight_decay: flags (decoupled = AdamW).
     """
+    if adam_compiled.supported(param, grad, exp_avg, exp_avg_sq, amsgrad) and jit.use_compiled():
+        adam_compiled.adam_update_f32(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+                                      maximize, decoupled_weight_decay)  # one pass, the same bits
+        return
     if maximize:
         grad = -grad
     if weight_decay != 0:

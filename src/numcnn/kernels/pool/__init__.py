@@ -8,7 +8,8 @@
 4. ``max_compiled.py`` the same, compiled (Numba): one pass keeping each window's winner as one byte
 5. ``dispatch.py``     training max pooling by backend: compiled where it covers the shape, else NumPy
 6. ``avg.py``          average pooling: separable window sums and PyTorch's divisors
-7. ``adaptive.py``     adaptive average pooling: PyTorch's bins as two products with 0/1 matrices
+7. ``avg_compiled.py`` 2x2 / stride 2 average pooling, compiled (Numba): each window summed in avg.py's order
+8. ``adaptive.py``     adaptive average pooling: PyTorch's bins as two products with 0/1 matrices
 
 Every kernel follows PyTorch's CPU semantics (output size, ``ceil_mode``, padding, tie-breaking and the index
 layout of ``max_pool2d(return_indices=True)``). Loops run over kernel offsets only; every step inside is a

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import jit
+from . import avg_compiled
 from .geometry import IntPair, check_4d, pad_plane, pool_geometry, window_view
 
 __all__ = ["avg_pool2d_backward", "avg_pool2d_forward"]
@@ -57,6 +59,9 @@ def avg_pool2d_forward(
     (``count_include_pad=True``), the number of real input elements (``False``), or ``divisor_override``.
     """
     check_4d(x.shape, "avg_pool2d")
+    if avg_compiled.supported(x.shape, x.dtype, kernel_size, stride, padding, ceil_mode, divisor_override) and (
+            jit.use_compiled()):
+        return avg_compiled.avg_pool2d_forward_2x2(x)
     (kh, kw), (sh, sw) = kernel_size, stride
     (ho, wo), (hp, wp) = pool_geometry(x.shape, kernel_size, stride, padding, (1, 1), ceil_mode)
     xp = pad_plane(x, padding, (hp, wp), 0.0)
@@ -86,6 +91,9 @@ def avg_pool2d_backward(
 ) -> np.ndarray:
     """Gradient of ``avg_pool2d_forward``. dy: (N, C, Ho, Wo) -> dx with shape x_shape, dy's dtype."""
     check_4d(x_shape, "avg_pool2d_backward")
+    if avg_compiled.supported(x_shape, dy.dtype, kernel_size, stride, padding, ceil_mode, divisor_override) and (
+            jit.use_compiled()):
+        return avg_compiled.avg_pool2d_backward_2x2(dy, x_shape)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     h, w = x_shape[-2:]
     (ho, wo), (hp, wp) = pool_geometry(x_shape, kernel_size, stride, padding, (1, 1), ceil_mode)
