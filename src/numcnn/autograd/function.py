@@ -121,6 +121,14 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        if not _GradMode.enabled:  # nothing is recorded: no per-input bookkeeping beyond what forward reads
+            ctx = Context()
+            ctx.needs_input_grad = (False,) * len(args)
+            out = cls.forward(ctx, *[a.array if isinstance(a, Tensor) else a for a in args], **kwargs)
+            result = Tensor._make(out, False)
+            if _forward_hook is not None:
+                _forward_hook(cls, args, kwargs, ctx, result)
+            return result
         raw = []
         needs = []
         any_grad = False

@@ -35,6 +35,7 @@ from the workspace and passed in; the kernels allocate nothing.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -208,13 +209,19 @@ class _Grid(NamedTuple):
     plane: int
 
     def offsets(self, channels: int, r: int, s: int, dh: int, dw: int) -> np.ndarray:
-        """off[(c, r, s)] = c*plane + r*dh*pitch + s*dw: where tap (c, r, s) reads, past an output's grid position."""
-        c_, r_, s_ = np.meshgrid(np.arange(channels), np.arange(r), np.arange(s), indexing="ij")
-        return (c_ * self.plane + r_ * (dh * self.pitch) + s_ * dw).reshape(-1).astype(np.int64)
+        """off[(c, r, s)] = c*plane + r*dh*pitch + s*dw: where tap (c, r, s) reads, past an output's grid position.
+        Computed once per layout (a small table, reused by every call: the kernels only read it)."""
+        return _offsets(self, channels, r, s, dh, dw)
 
     def length(self, ho: int, wo: int) -> int:
         """Grid positions from the first output to the last, rounded up to whole vectors."""
         return -(-((ho - 1) * self.pitch + wo) // VECTOR) * VECTOR
+
+
+@functools.lru_cache(maxsize=256)
+def _offsets(grid: _Grid, channels: int, r: int, s: int, dh: int, dw: int) -> np.ndarray:
+    c_, r_, s_ = np.meshgrid(np.arange(channels), np.arange(r), np.arange(s), indexing="ij")
+    return (c_ * grid.plane + r_ * (dh * grid.pitch) + s_ * dw).reshape(-1).astype(np.int64)
 
 
 def _grid(hp: int, w_in: int, left: int, right: int, w_out: int) -> _Grid:

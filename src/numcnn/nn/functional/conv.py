@@ -72,6 +72,19 @@ def _check_conv(fn, input, weight, bias, groups):
         check_same_dtype(input, bias, fn, "bias")
 
 
+# conv2d's geometry by (input shape, weight shape, stride, padding, dilation, groups), for arguments of the plain
+# types only (int, tuple of ints, a padding string): those that passed every check once, so a hit skips as_tuple,
+# _resolve_padding and ConvGeometry.of (a few microseconds a call) with the same result. Bool, NumPy-int and list
+# arguments, which compare equal to ints but are checked differently, never hit.
+_GEOMETRIES: dict = {}
+_GEOMETRIES_MAX = 512
+
+
+def _plain(v) -> bool:
+    t = type(v)
+    return t is int or t is str or (t is tuple and all(type(i) is int for i in v))
+
+
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups: int = 1, algorithm: str | None = None) -> Tensor:
     """input (N, C, H, W) or (C, H, W), weight (K, C/groups, R, S), bias (K,) -> (N, K, Ho, Wo)."""
@@ -81,13 +94,20 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
         input = input.unsqueeze(0)
     _check_conv(fn, input, weight, bias, groups)
     algorithm = _check_algorithm(algorithm, fn)
-    stride = as_tuple(stride, 2, fn, "stride", minimum=1)
-    dilation = as_tuple(dilation, 2, fn, "dilation", minimum=1)
-    pad = _resolve_padding(padding, weight.shape[2:], dilation, stride, fn)
-    try:
-        geo = K.ConvGeometry.of(input.shape, weight.shape, stride, pad, dilation, groups)
-    except K.GeometryError as e:
-        raise e.named(fn) from None
+    key = (input.shape, weight.shape, stride, padding, dilation, groups)
+    geo = _GEOMETRIES.get(key) if _plain(stride) and _plain(padding) and _plain(dilation) else None
+    if geo is None:
+        stride = as_tuple(stride, 2, fn, "stride", minimum=1)
+        dilation = as_tuple(dilation, 2, fn, "dilation", minimum=1)
+        pad = _resolve_padding(padding, weight.shape[2:], dilation, stride, fn)
+        try:
+            geo = K.ConvGeometry.of(input.shape, weight.shape, stride, pad, dilation, groups)
+        except K.GeometryError as e:
+            raise e.named(fn) from None
+        if _plain(key[2]) and _plain(key[3]) and _plain(key[4]) and type(groups) is int:
+            if len(_GEOMETRIES) >= _GEOMETRIES_MAX:
+                _GEOMETRIES.clear()
+            _GEOMETRIES[key] = geo
     if bias is not None and tuple(bias.shape) != (geo.k,):
         raise ValueError(f"{fn}: expected bias of shape ({geo.k},), got {tuple(bias.shape)}")
     y = _Conv2d.apply(input, weight, bias, geo, algorithm)

@@ -28,8 +28,9 @@ class _BatchNormTrain(Function):
 class _BatchNormEval(Function):
     @staticmethod
     def forward(ctx, x, w, b, running_mean, running_var, eps, axes):
-        ctx.save_for_backward(x, running_mean.copy(), running_var.copy(), w)
-        ctx.eps, ctx.axes = eps, axes
+        if any(ctx.needs_input_grad):  # (no backward can run otherwise: no copies of the statistics to keep)
+            ctx.save_for_backward(x, running_mean.copy(), running_var.copy(), w)
+            ctx.eps, ctx.axes = eps, axes
         return K.batch_norm_eval_forward(x, running_mean, running_var, w, b, eps, axes)
 
     @staticmethod
@@ -38,6 +39,19 @@ class _BatchNormEval(Function):
         dx, dw, db = K.batch_norm_eval_backward(g, x, rm, rv, w, ctx.eps, ctx.axes)
         nx, nw, nb = ctx.needs_input_grad[:3]
         return dx if nx else None, dw if nw else None, db if nb else None
+
+
+class _BatchNormEvalReLU(Function):
+    """relu(batch_norm(x)) with running statistics in one pass, for ``nn.Sequential`` under ``no_grad`` only (no
+    graph is recorded there, so no backward ever runs)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, running_mean, running_var, eps, axes):
+        return K.batch_norm_eval_forward(x, running_mean, running_var, w, b, eps, axes, relu=True)
+
+    @staticmethod
+    def backward(ctx, g):  # pragma: no cover - applied with grad mode off only
+        raise RuntimeError("_BatchNormEvalReLU has no backward: it runs with grad mode off only")
 
 
 def _bn_axes(ndim: int) -> tuple[int, ...]:
@@ -51,14 +65,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     statistics, when given, are updated in place: running = (1 - momentum) * running + momentum * batch,
     with the unbiased variance, as PyTorch does."""
     fn = "batch_norm"
-    check_tensor(input, fn, ndims=(2, 3, 4, 5))
+    _check_batch_norm(fn, input, running_mean, running_var, weight, bias)
     C = input.shape[1]
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        if t is not None:
-            if tuple(t.shape) != (C,):
-                raise ValueError(f"{fn}: expected {name} of shape ({C},) for input shape {tuple(input.shape)}, "
-                                 f"got {tuple(t.shape)}")
-            check_same_dtype(input, t, fn, name)
     axes = _bn_axes(input.ndim)
     if training:
         n = input.array.size // C
@@ -74,6 +82,27 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if running_mean is None or running_var is None:
         raise ValueError(f"{fn}: running_mean and running_var are required in eval mode")
     return _BatchNormEval.apply(input, weight, bias, running_mean.array, running_var.array, float(eps), axes)
+
+
+def _check_batch_norm(fn, input, running_mean, running_var, weight, bias) -> None:
+    check_tensor(input, fn, ndims=(2, 3, 4, 5))
+    C = input.shape[1]
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None:
+            if tuple(t.shape) != (C,):
+                raise ValueError(f"{fn}: expected {name} of shape ({C},) for input shape {tuple(input.shape)}, "
+                                 f"got {tuple(t.shape)}")
+            check_same_dtype(input, t, fn, name)
+
+
+def _batch_norm_eval_relu(input: Tensor, running_mean: Tensor, running_var: Tensor, weight: Tensor | None,
+                          bias: Tensor | None, eps: float) -> Tensor:
+    """``relu(batch_norm(input, running_mean, running_var, weight, bias, training=False, eps=eps))`` in one pass over
+    memory, the same bits; only with grad mode off (``nn.Sequential`` checks). Same checks and messages as
+    ``batch_norm``."""
+    _check_batch_norm("batch_norm", input, running_mean, running_var, weight, bias)
+    return _BatchNormEvalReLU.apply(input, weight, bias, running_mean.array, running_var.array, float(eps),
+                                    _bn_axes(input.ndim))
 
 
 class _LayerNorm(Function):

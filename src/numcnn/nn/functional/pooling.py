@@ -45,8 +45,35 @@ class _AdaptiveAvgPool2d(Function):
         return K.adaptive_avg_pool2d_backward(g, ctx.x_shape)
 
 
+# _pool_args's result by (fn, input's H and W, kernel_size, stride, padding, dilation, ceil_mode) for arguments of
+# the plain types only (int, tuple of ints, stride None; ceil_mode a bool): those that passed every check once. Bool,
+# NumPy-int and list arguments, which compare equal to ints but are checked differently, never hit.
+_POOL_ARGS: dict = {}
+_POOL_ARGS_MAX = 512
+
+
+def _plain(v) -> bool:
+    t = type(v)
+    return t is int or (t is tuple and all(type(i) is int for i in v))
+
+
 def _pool_args(fn, input, kernel_size, stride, padding, dilation=1, ceil_mode=False):
     check_tensor(input, fn, ndims=(3, 4))
+    plain = (_plain(kernel_size) and (stride is None or _plain(stride)) and _plain(padding) and _plain(dilation)
+             and type(ceil_mode) is bool)
+    if plain:
+        key = (fn, input.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
+        args = _POOL_ARGS.get(key)
+        if args is None:
+            args = _check_pool_args(fn, input, kernel_size, stride, padding, dilation, ceil_mode)
+            if len(_POOL_ARGS) >= _POOL_ARGS_MAX:
+                _POOL_ARGS.clear()
+            _POOL_ARGS[key] = args
+        return args
+    return _check_pool_args(fn, input, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _check_pool_args(fn, input, kernel_size, stride, padding, dilation, ceil_mode):
     kernel = as_tuple(kernel_size, 2, fn, "kernel_size", minimum=1)
     stride = kernel if stride is None or stride == [] or stride == () else as_tuple(stride, 2, fn, "stride", minimum=1)
     padding = as_tuple(padding, 2, fn, "padding", minimum=0)

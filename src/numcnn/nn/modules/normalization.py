@@ -8,6 +8,7 @@ from ... import _config
 from ...autograd.tensor import Tensor
 from .. import functional as F
 from .. import init
+from ..functional.normalization import _batch_norm_eval_relu
 from ..parameter import Parameter
 from .module import Module
 
@@ -50,14 +51,18 @@ class _BatchNorm(Module):
             init.ones_(self.weight)
             init.zeros_(self.bias)
 
-    def forward(self, x):
-        name = f"{type(self).__name__}({self.num_features})"
+    def _check_input(self, x) -> None:
         if not isinstance(x, Tensor) or x.ndim not in self._ndims:
+            name = f"{type(self).__name__}({self.num_features})"
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             want = " or ".join(f"{d}-D" for d in self._ndims)
             raise ValueError(f"{name}: expected {want} input, got shape {shape}")
         if x.shape[1] != self.num_features:
+            name = f"{type(self).__name__}({self.num_features})"
             raise ValueError(f"{name}: expected input with {self.num_features} channels, got shape {tuple(x.shape)}")
+
+    def forward(self, x):
+        self._check_input(x)
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.array += 1
@@ -70,6 +75,18 @@ class _BatchNorm(Module):
             self.running_var if not self.training or self.track_running_stats else None,
             self.weight, self.bias, use_batch_stats, momentum, self.eps,
         )
+
+    def _fusable_with_relu(self) -> bool:
+        """Whether ``relu(self(x))`` may run as one pass (``nn.Sequential`` asks, with grad mode off): eval mode with
+        running statistics, no hooks (nothing else sees the batch norm's output), forward not overridden."""
+        return (not self.training and self.track_running_stats and self.running_mean is not None
+                and self.running_var is not None and not self._forward_hooks
+                and not self._forward_pre_hooks and type(self).forward is _BatchNorm.forward)
+
+    def _forward_relu(self, x):
+        """``relu(self.forward(x))`` for eval mode with running statistics (see ``_fusable_with_relu``)."""
+        self._check_input(x)
+        return _batch_norm_eval_relu(x, self.running_mean, self.running_var, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
