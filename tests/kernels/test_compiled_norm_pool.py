@@ -17,6 +17,8 @@ import pytest
 pytest.importorskip("numba")
 
 import numcnn  # noqa: E402
+from layouts import channel_major as _channel_major  # noqa: E402
+from layouts import in_layout as _layout  # noqa: E402
 from numcnn.kernels import activation as KA  # noqa: E402
 from numcnn.kernels import norm as N  # noqa: E402
 from numcnn.kernels import parallel  # noqa: E402
@@ -28,20 +30,6 @@ from numcnn.kernels.runtime import runtime  # noqa: E402
 from numcnn.nn import functional as F  # noqa: E402
 
 POOL = ((2, 2), (2, 2), (0, 0))
-
-
-def _channel_major(a):
-    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-
-
-def _layout(a, layout):
-    if layout == "channel_major" and a.ndim == 4:
-        return _channel_major(a)
-    if layout == "strided":  # not dense in any order: a slice of a wider array
-        wide = np.zeros(a.shape[:-1] + (a.shape[-1] * 2 + 1,), dtype=a.dtype)
-        wide[..., : 2 * a.shape[-1] : 2] = a
-        return wide[..., : 2 * a.shape[-1] : 2]
-    return a
 
 
 def _compile_all():
