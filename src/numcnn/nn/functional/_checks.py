@@ -26,6 +26,28 @@ def as_tuple(value, n: int, fn: str, name: str, minimum: int | None = None) -> t
     return out
 
 
+def plain(value, strings: bool = False) -> bool:
+    """Whether an argument is of the plain types an argument cache may key on: an int, a tuple of ints (or, with
+    ``strings``, a str). Bools, NumPy ints and lists compare equal to ints but are checked differently."""
+    t = type(value)
+    return t is int or (strings and t is str) or (t is tuple and all(type(v) is int for v in value))
+
+
+class ArgCache(dict):
+    """Checked arguments by their plain key (at most ``size``; emptied when full): a hit skips checks that passed
+    for the same arguments before, with the same result."""
+
+    def __init__(self, size: int = 512):
+        super().__init__()
+        self.size = size
+
+    def put(self, key, value):
+        if len(self) >= self.size:
+            self.clear()
+        self[key] = value
+        return value
+
+
 def check_tensor(x, fn: str, name: str = "input", ndims: tuple[int, ...] | None = None, floating: bool = True):
     if not isinstance(x, Tensor):
         raise TypeError(f"{fn}: expected {name} to be a numcnn Tensor, got {type(x).__name__}")

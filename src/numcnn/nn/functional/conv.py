@@ -11,7 +11,7 @@ from ...autograd.function import Function
 from ...autograd.tensor import Tensor
 from ...kernels import conv as K
 from ...kernels.conv import autotune
-from ._checks import as_tuple, check_same_dtype, check_tensor
+from ._checks import ArgCache, as_tuple, check_same_dtype, check_tensor, plain
 
 ALGORITHMS = K.ALGORITHMS + tuple(K.ALIASES)
 
@@ -73,16 +73,8 @@ def _check_conv(fn, input, weight, bias, groups):
 
 
 # conv2d's geometry by (input shape, weight shape, stride, padding, dilation, groups), for arguments of the plain
-# types only (int, tuple of ints, a padding string): those that passed every check once, so a hit skips as_tuple,
-# _resolve_padding and ConvGeometry.of (a few microseconds a call) with the same result. Bool, NumPy-int and list
-# arguments, which compare equal to ints but are checked differently, never hit.
-_GEOMETRIES: dict = {}
-_GEOMETRIES_MAX = 512
-
-
-def _plain(v) -> bool:
-    t = type(v)
-    return t is int or t is str or (t is tuple and all(type(i) is int for i in v))
+# types only (_checks.plain): a hit skips as_tuple, _resolve_padding and ConvGeometry.of (a few microseconds a call).
+_GEOMETRIES = ArgCache()
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
@@ -95,7 +87,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     _check_conv(fn, input, weight, bias, groups)
     algorithm = _check_algorithm(algorithm, fn)
     key = (input.shape, weight.shape, stride, padding, dilation, groups)
-    geo = _GEOMETRIES.get(key) if _plain(stride) and _plain(padding) and _plain(dilation) else None
+    cacheable = plain(stride) and plain(padding, strings=True) and plain(dilation) and type(groups) is int
+    geo = _GEOMETRIES.get(key) if cacheable else None
     if geo is None:
         stride = as_tuple(stride, 2, fn, "stride", minimum=1)
         dilation = as_tuple(dilation, 2, fn, "dilation", minimum=1)
@@ -104,10 +97,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
             geo = K.ConvGeometry.of(input.shape, weight.shape, stride, pad, dilation, groups)
         except K.GeometryError as e:
             raise e.named(fn) from None
-        if _plain(key[2]) and _plain(key[3]) and _plain(key[4]) and type(groups) is int:
-            if len(_GEOMETRIES) >= _GEOMETRIES_MAX:
-                _GEOMETRIES.clear()
-            _GEOMETRIES[key] = geo
+        if cacheable:
+            _GEOMETRIES.put(key, geo)
     if bias is not None and tuple(bias.shape) != (geo.k,):
         raise ValueError(f"{fn}: expected bias of shape ({geo.k},), got {tuple(bias.shape)}")
     y = _Conv2d.apply(input, weight, bias, geo, algorithm)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...autograd.function import Function
 from ...autograd.tensor import Tensor
 from ...kernels import pool as K
-from ._checks import as_tuple, check_tensor
+from ._checks import ArgCache, as_tuple, check_tensor, plain
 
 
 class _MaxPool2d(Function):
@@ -46,30 +46,18 @@ class _AdaptiveAvgPool2d(Function):
 
 
 # _pool_args's result by (fn, input's H and W, kernel_size, stride, padding, dilation, ceil_mode) for arguments of
-# the plain types only (int, tuple of ints, stride None; ceil_mode a bool): those that passed every check once. Bool,
-# NumPy-int and list arguments, which compare equal to ints but are checked differently, never hit.
-_POOL_ARGS: dict = {}
-_POOL_ARGS_MAX = 512
-
-
-def _plain(v) -> bool:
-    t = type(v)
-    return t is int or (t is tuple and all(type(i) is int for i in v))
+# the plain types only (_checks.plain; stride None; ceil_mode a bool).
+_POOL_ARGS = ArgCache()
 
 
 def _pool_args(fn, input, kernel_size, stride, padding, dilation=1, ceil_mode=False):
     check_tensor(input, fn, ndims=(3, 4))
-    plain = (_plain(kernel_size) and (stride is None or _plain(stride)) and _plain(padding) and _plain(dilation)
-             and type(ceil_mode) is bool)
-    if plain:
+    if (plain(kernel_size) and (stride is None or plain(stride)) and plain(padding) and plain(dilation)
+            and type(ceil_mode) is bool):
         key = (fn, input.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
         args = _POOL_ARGS.get(key)
-        if args is None:
-            args = _check_pool_args(fn, input, kernel_size, stride, padding, dilation, ceil_mode)
-            if len(_POOL_ARGS) >= _POOL_ARGS_MAX:
-                _POOL_ARGS.clear()
-            _POOL_ARGS[key] = args
-        return args
+        return args if args is not None else _POOL_ARGS.put(
+            key, _check_pool_args(fn, input, kernel_size, stride, padding, dilation, ceil_mode))
     return _check_pool_args(fn, input, kernel_size, stride, padding, dilation, ceil_mode)
 
 
