@@ -18,6 +18,7 @@ from numcnn.kernels import norm as N  # noqa: E402
 from numcnn.kernels import pool as P  # noqa: E402
 from numcnn.kernels.pool import max_compiled  # noqa: E402
 from numcnn.kernels.runtime import runtime  # noqa: E402
+from thread_bits import assert_same_bits_for_1_2_and_3_threads  # noqa: E402
 
 POOL = ((2, 2), (2, 2), (0, 0))
 
@@ -125,30 +126,20 @@ def test_import_compiles_nothing_and_a_call_reports_its_compile():
 
 # The training steps of tests/test_threads.py (two Adam steps), in a fresh process on the compiled kernels.
 _BITS = textwrap.dedent("""
-    import hashlib
     from numcnn.kernels.runtime import runtime
     from test_threads import _train
+    from thread_bits import digest
     assert runtime.backend == "numba"
     runtime.memory_budget = 64 << 10  # many chunks and blocks, so the threads really share the work
     out = []
     for threads in (1, 2, 3):
-        h = hashlib.sha256()
-        for name in ("convnet", "lenet5", "resnet"):
-            for p in _train(name, threads):
-                h.update(p.tobytes())
-        out.append(h.hexdigest())
+        out.append(digest(p for name in ("convnet", "lenet5", "resnet") for p in _train(name, threads)))
     print(" ".join(out))
 """)
 
 
 def test_two_adam_steps_give_the_same_bits_with_1_2_and_3_threads():
-    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "NUMCNN_KERNELS": "numba", "PYTHONPATH": os.pathsep.join(filter(None, [
-        tests, os.environ.get("PYTHONPATH")]))}
-    r = subprocess.run([sys.executable, "-c", _BITS], env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    digests = r.stdout.split()
-    assert len(digests) == 3 and len(set(digests)) == 1, digests
+    assert_same_bits_for_1_2_and_3_threads(_BITS)
 
 
 def test_a_forked_child_runs_compiled_kernels():

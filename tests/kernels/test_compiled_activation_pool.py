@@ -8,9 +8,6 @@ and the same bits for 1, 2 and 3 kernel threads (in a fresh process)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -28,6 +25,7 @@ from numcnn.kernels.layout import is_channel_major  # noqa: E402
 from numcnn.kernels.pool import avg_compiled  # noqa: E402
 from numcnn.kernels.runtime import runtime  # noqa: E402
 from numcnn.nn import functional as F  # noqa: E402
+from thread_bits import assert_same_bits_for_1_2_and_3_threads  # noqa: E402
 
 POOL = ((2, 2), (2, 2), (0, 0))
 
@@ -220,15 +218,15 @@ def test_tanh_avgpool_sigmoid_chain_matches_pytorch(shape, channel_major):
 # ---- the same bits for 1, 2 and 3 threads -----------------------------------------------------------------------
 
 _THREADS = textwrap.dedent("""
-    import hashlib
     import numpy as np
+    from layouts import channel_major as cm
+    from thread_bits import digest
     from numcnn.kernels import activation as KA, activation_compiled as AC, pool as P
     from numcnn.kernels.runtime import runtime
     assert runtime.backend == "numba"
     P.avg_compiled._PART_BYTES = 8 << 10  # many plane blocks
     AC._PART = 5000  # many activation parts
     rng = np.random.default_rng(0)
-    cm = lambda a: np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
     x = rng.standard_normal((20, 6, 28, 28)).astype(np.float32)
     dy = cm(rng.standard_normal((20, 6, 14, 14)).astype(np.float32))
     flat = rng.standard_normal(300000).astype(np.float32)
@@ -241,17 +239,10 @@ _THREADS = textwrap.dedent("""
         s = KA.sigmoid(flat)
         res = [p, g, KA.tanh_backward(g, t), KA.tanh_backward(cm(g), t), KA.sigmoid_backward(flat, s),
                P.avg_pool2d_forward(cm(x), (2, 2), (2, 2), (0, 0))]
-        h = hashlib.sha256()
-        for a in res:
-            h.update(np.ascontiguousarray(a).tobytes())
-        out.append(h.hexdigest())
+        out.append(digest(res))
     print(" ".join(out))
 """)
 
 
 def test_compiled_activation_and_avg_pool_give_the_same_bits_with_1_2_and_3_threads():
-    env = {**os.environ, "NUMCNN_KERNELS": "numba"}
-    r = subprocess.run([sys.executable, "-c", _THREADS], env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    digests = r.stdout.split()
-    assert len(digests) == 3 and len(set(digests)) == 1, digests
+    assert_same_bits_for_1_2_and_3_threads(_THREADS)

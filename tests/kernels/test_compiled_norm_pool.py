@@ -6,9 +6,6 @@ same bits for 1, 2 and 3 kernel threads (in a fresh process)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -28,6 +25,7 @@ from numcnn.kernels.layout import is_channel_major  # noqa: E402
 from numcnn.kernels.pool import max_compiled  # noqa: E402
 from numcnn.kernels.runtime import runtime  # noqa: E402
 from numcnn.nn import functional as F  # noqa: E402
+from thread_bits import assert_same_bits_for_1_2_and_3_threads  # noqa: E402
 
 POOL = ((2, 2), (2, 2), (0, 0))
 
@@ -358,8 +356,9 @@ def test_cross_entropy_takes_the_compiled_pass_only_where_it_pays():
 # ---- the same bits for 1, 2 and 3 threads -----------------------------------------------------------------------
 
 _THREADS = textwrap.dedent("""
-    import hashlib
     import numpy as np
+    from layouts import channel_major as cm
+    from thread_bits import digest
     from numcnn.kernels import activation as KA, norm as N, parallel, pool as P, softmax as KS
     from numcnn.kernels.runtime import runtime
     assert runtime.backend == "numba"
@@ -367,7 +366,6 @@ _THREADS = textwrap.dedent("""
     KA._PART = 5000  # many ReLU parts
     KS._ROWS_PART = 3000  # many row parts
     rng = np.random.default_rng(0)
-    cm = lambda a: np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
     x = cm(rng.standard_normal((20, 12, 14, 14)).astype(np.float32))
     dy = cm(rng.standard_normal(x.shape).astype(np.float32))
     g, b = rng.standard_normal(12).astype(np.float32), rng.standard_normal(12).astype(np.float32)
@@ -388,17 +386,10 @@ _THREADS = textwrap.dedent("""
         res += [pooled, P.max_pool2d_train_backward(pooled * 3, saved, (2, 2), (2, 2), (0, 0))]
         p, per = KS.cross_entropy_index_forward(logits, target, np.ones(300))
         res += [p, per, KS.cross_entropy_index_backward(p, target, np.full(300, 0.5))]
-        h = hashlib.sha256()
-        for a in res:
-            h.update(np.ascontiguousarray(a).tobytes())
-        out.append(h.hexdigest())
+        out.append(digest(res))
     print(" ".join(out))
 """)
 
 
 def test_compiled_norm_pool_relu_loss_give_the_same_bits_with_1_2_and_3_threads():
-    env = {**os.environ, "NUMCNN_KERNELS": "numba"}
-    r = subprocess.run([sys.executable, "-c", _THREADS], env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    digests = r.stdout.split()
-    assert len(digests) == 3 and len(set(digests)) == 1, digests
+    assert_same_bits_for_1_2_and_3_threads(_THREADS)
