@@ -93,9 +93,9 @@ class DataLoader:
     (``numcnn.manual_seed``) is used. Random batch transforms draw from an independent stream spawned from it, worker
     seeds from another: the same seed gives the same batches for any ``num_workers``.
 
-    **Workers.** ``num_workers > 0`` fetches and collates per-item batches in parallel: in worker threads by
-    default, or in worker processes with ``multiprocessing_context="forkserver"`` / ``"spawn"`` / ``"fork"`` (see
-    ``numcnn.data.workers``). Why threads by default: they need no pickling of the dataset, no
+    **Workers.** ``num_workers > 0`` fetches and collates per-item batches while the main thread trains: in worker
+    threads by default (taking turns, see below), or in worker processes with
+    ``multiprocessing_context="forkserver"`` / ``"spawn"`` / ``"fork"`` (see ``numcnn.data.workers``). Why threads by default: they need no pickling of the dataset, no
     ``if __name__ == "__main__":`` guard and no fork of a process whose Numba/BLAS thread pools are running, and
     they start at once. Worker threads take turns, one fetch at a time in batch order, so that datasets using
     process-wide state (``np.random``, ``random``, an open file) behave exactly as in one process, deterministically;
