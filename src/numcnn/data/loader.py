@@ -95,9 +95,9 @@ class DataLoader:
 
     **Workers.** ``num_workers > 0`` fetches and collates per-item batches while the main thread trains: in worker
     threads by default (taking turns, see below), or in worker processes with
-    ``multiprocessing_context="forkserver"`` / ``"spawn"`` / ``"fork"`` (see ``numcnn.data.workers``). Why threads by default: they need no pickling of the dataset, no
-    ``if __name__ == "__main__":`` guard and no fork of a process whose Numba/BLAS thread pools are running, and
-    they start at once. Worker threads take turns, one fetch at a time in batch order, so that datasets using
+    ``multiprocessing_context="forkserver"`` / ``"spawn"`` / ``"fork"`` (see ``numcnn.data.workers``). Why threads
+    by default: they need no pickling of the dataset, no ``if __name__ == "__main__":`` guard and no fork of a
+    process whose Numba/BLAS thread pools are running, and they start at once. Worker threads take turns, one fetch at a time in batch order, so that datasets using
     process-wide state (``np.random``, ``random``, an open file) behave exactly as in one process, deterministically;
     that fetch runs while the main thread trains (the kernels release the GIL). To load batches at once on several
     CPUs, use worker processes: they are faster once started, best with ``persistent_workers=True`` (a process
