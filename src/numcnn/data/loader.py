@@ -94,18 +94,17 @@ class DataLoader:
     seeds from another: the same seed gives the same batches for any ``num_workers``.
 
     **Workers.** ``num_workers > 0`` fetches and collates per-item batches while the main thread trains: in worker
-    threads by default (taking turns, see below), or in worker processes with
-    ``multiprocessing_context="forkserver"`` / ``"spawn"`` / ``"fork"`` (see ``numcnn.data.workers``). Why threads
-    by default: they need no pickling of the dataset, no ``if __name__ == "__main__":`` guard and no fork of a
-    process whose Numba/BLAS thread pools are running, and they start at once. Worker threads take turns, one fetch at a time in batch order, so that datasets using
+    threads by default (taking turns, see below), or in worker processes with ``multiprocessing_context="forkserver"`` /
+    ``"spawn"`` / ``"fork"`` (see ``numcnn.data.workers``). Why threads by default: they need no pickling of the
+    dataset, no ``if __name__ == "__main__":`` guard and no fork of a process whose Numba/BLAS thread pools are running,
+    and they start at once. Worker threads take turns, one fetch at a time in batch order, so that datasets using
     process-wide state (``np.random``, ``random``, an open file) behave exactly as in one process, deterministically;
-    that fetch runs while the main thread trains (the kernels release the GIL). To load batches at once on several
-    CPUs, use worker processes: they are faster once started, best with ``persistent_workers=True`` (a process
-    start costs an interpreter, numcnn's import and a copy of the dataset). Measured figures: docs/performance.md.
-    ``prefetch_factor`` batches per worker are queued ahead (default 2), ``persistent_workers`` keeps workers
-    between epochs, ``timeout`` bounds the wait for a batch, ``worker_init_fn(worker_id)`` runs first in each
-    worker. ``pin_memory`` (and ``pin_memory_device``) are accepted and do nothing on a CPU; batches always come in
-    order (``in_order``).
+    that fetch runs while the main thread trains (the kernels release the GIL). To load batches at once on several CPUs,
+    use worker processes: they are faster once started, best with ``persistent_workers=True`` (a process start costs an
+    interpreter, numcnn's import and a copy of the dataset). Measured figures: docs/performance.md. ``prefetch_factor``
+    batches per worker are queued ahead (default 2), ``persistent_workers`` keeps workers between epochs, ``timeout``
+    bounds the wait for a batch, ``worker_init_fn(worker_id)`` runs first in each worker. ``pin_memory`` (and
+    ``pin_memory_device``) are accepted and do nothing on a CPU; batches always come in order (``in_order``).
     """
 
     def __init__(self, dataset: Any, batch_size: int | None = 1, shuffle: bool | None = None, sampler: Any = None,
