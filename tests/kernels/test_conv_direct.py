@@ -73,6 +73,8 @@ def test_direct_matches_the_seven_loops_float64(geo, seed, layout, crop):
 @pytest.mark.parametrize("x_shape, w_shape, padding, dilation, groups", [
     ((5, 1, 28, 28), (16, 1, 5, 5), 2, 1, 1),  # convnet's first layer
     ((3, 16, 14, 14), (32, 16, 5, 5), 2, 1, 1),  # convnet's second layer
+    ((1, 1, 28, 28), (16, 1, 5, 5), 2, 1, 1),  # convnet's first layer at batch 1
+    ((1, 16, 14, 14), (32, 16, 5, 5), 2, 1, 1),
     ((4, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1),  # lenet5's C3
     ((2, 6, 11, 9), (9, 2, 3, 3), 1, 2, 3),
     ((1, 1, 1, 1), (3, 1, 1, 1), 0, 1, 1),
@@ -103,6 +105,7 @@ def test_direct_matches_torch_float32(x_shape, w_shape, padding, dilation, group
 
 @pytest.mark.parametrize("x_shape, w_shape, padding, groups", [
     ((7, 1, 28, 28), (16, 1, 5, 5), 2, 1), ((9, 16, 14, 14), (32, 16, 5, 5), 2, 1), ((5, 6, 10, 9), (9, 2, 3, 3), 1, 3),
+    ((1, 1, 28, 28), (16, 1, 5, 5), 2, 1), ((100, 1, 28, 28), (6, 1, 5, 5), 2, 1),  # batch 1; lenet5's C1
     ((7, 1, 28, 28), (16, 1, 3, 3), 1, 1), ((5, 16, 28, 28), (16, 16, 3, 3), 1, 1),  # resnet's stem and stage 1
     ((9, 32, 14, 14), (32, 32, 3, 3), 1, 1),
 ])
@@ -121,6 +124,49 @@ def test_direct_gives_the_same_bits_for_1_2_and_3_threads(x_shape, w_shape, padd
     for other in out[1:]:
         for a, c in zip(out[0], other, strict=True):
             np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("k", [16, 6])  # a multiple of four: the kernel reads w itself; 6: a padded copy
+def test_direct_reads_weights_changed_in_place_between_calls(k):
+    """Optimizers update weights in place: a second call after ``w -= ...`` (and ``b += ...``) must see the new
+    values (nothing keyed on the array's identity), batch 1 and 100, C=1 5x5 'same' as convnet's first layer."""
+    rng = np.random.default_rng(7)
+    w, b = rng.standard_normal((k, 1, 5, 5)), rng.standard_normal(k)
+    for n in (1, 100):
+        geo = K.ConvGeometry.of((n, 1, 28, 28), (k, 1, 5, 5), (1, 1), ((2, 2), (2, 2)))
+        x = rng.standard_normal(geo.x_shape)
+        with runtime.scoped(backend="numba"):
+            for _ in range(3):
+                y = direct.forward(geo, x, w, b)
+                np.testing.assert_allclose(y, reference.forward(geo, x, w) + b[:, None, None], rtol=1e-10,
+                                           atol=1e-10)
+                w -= 0.1 * rng.standard_normal(w.shape)
+                b += 0.1 * rng.standard_normal(b.shape)
+            frozen = w.copy()
+            frozen.flags.writeable = False  # a read-only weight (np.frombuffer, a memory map) is copied, not viewed
+            np.testing.assert_array_equal(direct.forward(geo, x, frozen, None), direct.forward(geo, x, w, None))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 4), k=st.integers(1, 9), hw=st.integers(1, 12), r=st.integers(1, 5), seed=st.integers(0, 99))
+def test_direct_one_input_channel_float64_and_grid_rows(n, k, hw, r, seed):
+    """C=1 (the first layer), batch 1 and odd sizes, 'same' padding, against the seven loops; ``_grid_rows``
+    writes every number of its output (stale NaN in the buffer must not survive)."""
+    geo = K.ConvGeometry.of((n, 1, hw, hw), (k, 1, r, r), (1, 1), ((r // 2, (r - 1) // 2),) * 2)
+    rng = np.random.default_rng(seed)
+    x, w, b, dy = (rng.standard_normal(s) for s in (geo.x_shape, geo.w_shape, (k,), geo.y_shape))
+    with runtime.scoped(backend="numba"):
+        y, dw = direct.forward(geo, x, w, b), direct.backward_weight(geo, dy, x)
+        grid = direct._forward_grid(geo)
+        kg4 = -(-k // 4) * 4
+        out = np.full((n, kg4, grid.length(*geo.out_hw) + 3), np.nan)
+        direct._grid_rows(_strided(dy), 1, out, grid.pitch, 0, n)
+    np.testing.assert_allclose(y, reference.forward(geo, x, w) + b[:, None, None], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dw, reference.backward_weight(geo, dy, x), rtol=1e-10, atol=1e-10)
+    want = np.zeros_like(out)
+    for oh in range(geo.out_hw[0]):
+        want[:, :k, oh * grid.pitch : oh * grid.pitch + geo.out_hw[1]] = dy[:, :, oh]
+    np.testing.assert_array_equal(out, want)
 
 
 def test_auto_runs_direct_where_it_is_faster_and_only_with_the_compiled_backend():

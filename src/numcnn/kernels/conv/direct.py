@@ -36,6 +36,7 @@ from the workspace and passed in; the kernels allocate nothing.
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -125,18 +126,23 @@ def _correlate(xpad, plane, wt, offs, bias, y, pitch, acc, n0, n1):
 @kernel
 def _grid_rows(dy, groups, out, pitch, n0, n1):
     """out[n, g*Kg4 + k, oh*pitch + ow] = dy[n, g*Kg + k, oh, ow] (any strides) for n0 <= n < n1, zero in the
-    other grid columns, past the last output and in the rows that round each group's Kg up to Kg4."""
+    other grid columns, past the last output and in the rows that round each group's Kg up to Kg4. Each number
+    is written once (no zero fill first: 0.66 -> 0.55 ms for (100, 16, 28, 28) on one thread)."""
     _, k_all, ho, wo = dy.shape
     kg, kg4 = k_all // groups, out.shape[1] // groups
     for n in range(n0, n1):
         for row in range(out.shape[1]):
-            o = out[n, row]
-            for i in range(o.shape[0]):
+            o, end = out[n, row], 0
+            if row % kg4 < kg:
+                src, end = dy[n, row // kg4 * kg + row % kg4], (ho - 1) * pitch + wo
+                for oh in range(ho):
+                    s, d = src[oh], o[oh * pitch :]
+                    for ow in range(wo):
+                        d[ow] = s[ow]
+                    for ow in range(wo, pitch if oh < ho - 1 else wo):
+                        d[ow] = 0
+            for i in range(end, o.shape[0]):
                 o[i] = 0
-            for oh in range(ho if row % kg4 < kg else 0):
-                src, dst = dy[n, row // kg4 * kg + row % kg4, oh], o[oh * pitch :]
-                for ow in range(wo):
-                    dst[ow] = src[ow]
 
 
 @kernel(fastmath={"contract", "reassoc"})
@@ -236,19 +242,20 @@ def _grid(hp: int, w_in: int, left: int, right: int, w_out: int) -> _Grid:
     return _Grid(hp, pitch, (hp + 1) * pitch)
 
 
-def _image_ranges(n: int) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=64)
+def _image_ranges(n: int) -> tuple[tuple[int, int], ...]:
     """The batch in up to 4 ranges (a rule of the size only; each image's outputs are its own anyway): few calls,
-    as each costs some microseconds of argument checks."""
-    return parallel.split(n, min(n, 4))
+    as each costs some microseconds of argument checks. Cached (a tuple: read only)."""
+    return tuple(parallel.split(n, min(n, 4)))
 
 
 def _aligned(shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
     """(buffer, view): pooled scratch of ``shape`` whose first element sits on a 64-byte boundary (a cache line,
     so that the accumulator rows' vector loads and stores never straddle two)."""
     itemsize = np.dtype(dtype).itemsize
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buf = workspace.take((size + 64 // itemsize,), dtype)
-    skip = (-buf.ctypes.data % 64) // itemsize
+    skip = (-buf.__array_interface__["data"][0] % 64) // itemsize  # (``.ctypes.data`` costs 5 us a call)
     return buf, buf[skip : skip + size].reshape(shape)
 
 
@@ -266,8 +273,11 @@ def _padded(a: np.ndarray, top: int, left: int, grid: _Grid, even: bool = False)
 
 def _in_fours(a: np.ndarray) -> np.ndarray:
     """(G, k, T) per-group filters -> (G*k4, T) with k4 = k rounded up to a multiple of four, zeros in the added
-    rows: the kernels work on four output channels at a time."""
+    rows: the kernels work on four output channels at a time. With k a multiple of four and ``a`` contiguous and
+    writable: a view of ``a`` itself (no copy per call, and nothing cached: the kernel reads the current weights)."""
     g, k, t = a.shape
+    if k % 4 == 0 and a.flags.c_contiguous and a.flags.writeable:
+        return a.reshape(-1, t)
     out = np.zeros((g, -(-k // 4) * 4, t), dtype=a.dtype)
     out[:, :k] = a
     return out.reshape(-1, t)
