@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels import jit
+from . import updates_compiled
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["Adagrad", "adagrad_update"]
@@ -33,6 +35,10 @@ def adagrad_update(
         lr, lr_decay, weight_decay, eps: Python floats.
         maximize: flag.
     """
+    if updates_compiled.supported(param, grad, state_sum) and jit.use_compiled():
+        updates_compiled.adagrad_update_f32(param, grad, state_sum, step, lr, lr_decay, weight_decay, eps,
+                                            maximize)  # one pass, the same bits
+        return
     if maximize:
         grad = -grad
     if weight_decay != 0:

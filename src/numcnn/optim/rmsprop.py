@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels import jit
+from . import updates_compiled
 from .optimizer import Optimizer, ParamsT, _lerp_
 
 __all__ = ["RMSprop", "rmsprop_update"]
@@ -37,6 +39,11 @@ def rmsprop_update(
         lr, alpha, eps, weight_decay, momentum: Python floats.
         centered, maximize: flags.
     """
+    if updates_compiled.supported(param, grad, square_avg, grad_avg if centered else None,
+                                  momentum_buffer if momentum > 0 else None) and jit.use_compiled():
+        updates_compiled.rmsprop_update_f32(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
+                                            weight_decay, momentum, centered, maximize)  # one pass, the same bits
+        return
     if maximize:
         grad = -grad
     if weight_decay != 0:
@@ -49,7 +56,9 @@ def rmsprop_update(
 
     if centered:
         _lerp_(grad_avg, grad, 1 - alpha)
-        avg = square_avg - grad_avg * grad_avg
+        # with out=: a 0-d parameter's ufunc results would be NumPy scalars, which sqrt(out=) refuses
+        avg = np.multiply(grad_avg, grad_avg, out=np.empty_like(square_avg))
+        np.subtract(square_avg, avg, out=avg)
         np.sqrt(avg, out=avg)
     else:
         avg = np.sqrt(square_avg)

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels import jit
+from . import updates_compiled
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["SGD", "sgd_update"]
@@ -36,6 +38,9 @@ def sgd_update(
         The momentum buffer to keep for the next step (updated in place when one was given),
         or None when ``momentum`` is 0.
     """
+    if updates_compiled.supported(param, grad, momentum_buffer if momentum != 0 else None) and jit.use_compiled():
+        return updates_compiled.sgd_update_f32(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay,
+                                               nesterov, maximize)  # one pass, the same bits
     if maximize:
         grad = -grad
     if weight_decay != 0:
