@@ -71,6 +71,35 @@ def test_direct_matches_the_seven_loops_float64(geo, seed, layout, crop):
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding, dilation, groups", [
+    ((1, 3, 1, 1), (5, 3, 1, 1), 0, 1, 1),  # one output: a tile reaching past the map (and the planes)
+    ((2, 2, 3, 3), (6, 2, 3, 3), 1, 1, 1),  # 15 grid positions, under a vector
+    ((1, 1, 4, 8), (4, 1, 1, 1), 0, 1, 1),  # 32 positions: exactly one tile
+    ((2, 1, 5, 7), (4, 1, 1, 1), 0, 1, 1),  # 35 positions: the last tile moved back over the first
+    ((2, 2, 5, 7), (7, 2, 3, 3), 1, 1, 1),  # K = 7: a block of four with one zero filter
+    ((1, 4, 7, 7), (10, 2, 3, 3), 1, 1, 2),  # groups; pitch 8 on 7x7: a vector spans three rows
+    ((1, 2, 3, 40), (5, 2, 3, 3), 1, 1, 1),  # rows wider than a tile
+    ((2, 3, 9, 11), (6, 3, 3, 2), 2, 2, 1),  # dilation
+    ((3, 1, 28, 28), (16, 1, 5, 5), 2, 1, 1), ((1, 16, 14, 14), (32, 16, 5, 5), 2, 1, 1),
+    ((2, 64, 7, 7), (64, 64, 3, 3), 1, 1, 1), ((2, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1),
+])
+def test_direct_tiles_on_odd_shapes_float64(x_shape, w_shape, padding, dilation, groups):
+    """The forward's tiles (four channels x ``TILE`` positions, the last one moved back, written out a row's run
+    at a time) at the edges: maps smaller than a vector or a tile, exactly a tile, K not a multiple of four, rows
+    wider than a tile, several rows per vector; against the seven loops, all three passes."""
+    geo = K.ConvGeometry.of(x_shape, w_shape, (1, 1), ((padding,) * 2,) * 2, (dilation,) * 2, groups)
+    rng = np.random.default_rng(sum(x_shape) + sum(w_shape))
+    x, w, b, dy = (rng.standard_normal(s) for s in (geo.x_shape, geo.w_shape, (geo.k,), geo.y_shape))
+    with runtime.scoped(backend="numba"):
+        for p in runtime.pool.arrays():
+            p.fill(np.nan)
+        got = direct.forward(geo, x, w, b), direct.backward_input(geo, dy, w), direct.backward_weight(geo, dy, x)
+    want = (reference.forward(geo, x, w) + b[:, None, None], reference.backward_input(geo, dy, w),
+            reference.backward_weight(geo, dy, x))
+    for g, r in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding, dilation, groups", [
     ((5, 1, 28, 28), (16, 1, 5, 5), 2, 1, 1),  # convnet's first layer
     ((3, 16, 14, 14), (32, 16, 5, 5), 2, 1, 1),  # convnet's second layer
     ((1, 1, 28, 28), (16, 1, 5, 5), 2, 1, 1),  # convnet's first layer at batch 1
@@ -107,7 +136,7 @@ def test_direct_matches_torch_float32(x_shape, w_shape, padding, dilation, group
     ((7, 1, 28, 28), (16, 1, 5, 5), 2, 1), ((9, 16, 14, 14), (32, 16, 5, 5), 2, 1), ((5, 6, 10, 9), (9, 2, 3, 3), 1, 3),
     ((1, 1, 28, 28), (16, 1, 5, 5), 2, 1), ((100, 1, 28, 28), (6, 1, 5, 5), 2, 1),  # batch 1; lenet5's C1
     ((7, 1, 28, 28), (16, 1, 3, 3), 1, 1), ((5, 16, 28, 28), (16, 16, 3, 3), 1, 1),  # resnet's stem and stage 1
-    ((9, 32, 14, 14), (32, 32, 3, 3), 1, 1),
+    ((9, 32, 14, 14), (32, 32, 3, 3), 1, 1), ((5, 4, 7, 7), (10, 2, 3, 3), 1, 2), ((3, 3, 1, 1), (5, 3, 1, 1), 0, 1),
 ])
 def test_direct_gives_the_same_bits_for_1_2_and_3_threads(x_shape, w_shape, padding, groups):
     """numcnn's own kernel threads run the compiled kernels (Numba's pool is not used): work is cut by the shapes

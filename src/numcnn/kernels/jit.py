@@ -22,21 +22,35 @@ Nothing is compiled when numcnn is imported: Numba itself is imported, and each 
 layout of its arguments), on the kernel's first call, and the compiled code is cached on disk (``cache=True``:
 next to the source, or in the user's cache folder when the installation is read-only), so later processes load it
 in milliseconds. :func:`compile_report` says which kernels were compiled and how long each took.
+
+Two helpers compile to single LLVM instructions (import them from here; called from Python they raise):
+
+- ``a = stack_array(64, np.float32)`` (the size a literal int, the dtype a NumPy type or ``x.dtype``): a 1-D
+  array on the kernel's stack, taken once when the kernel starts (a call inside a loop gives the same memory each
+  time, its contents undefined until written; two calls give two arrays). It aliases no argument, so LLVM may keep
+  its elements in vector registers across a loop that reads and writes the same few of them (an output tile's
+  running sums, for one), where an array passed in could be the input the loop reads: loaded and stored each pass.
+- ``copy_run(dst, i, src, j, n)``: dst[i : i + n] = src[j : j + n] for n <= 16 floats, as masked vector copies.
+
+``Kernel._compile`` hands them to a kernel whose code names them (a copy of the function with the intrinsics in
+its globals); Numba's on-disk cache does not see changes to their code (clear it after editing them).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import types
 import warnings
 from collections.abc import Callable
 
 from .runtime import runtime
 
-__all__ = ["available", "compile_report", "kernel", "use_compiled"]
+__all__ = ["available", "compile_report", "copy_run", "kernel", "stack_array", "use_compiled"]
 
 _state: dict = {"numba": None, "warned": False}
 _compiled: dict[str, float] = {}  # "kernel(types)" -> seconds spent compiling (or loading from the cache)
+_intrinsics: dict = {}  # name -> Numba intrinsic, made on first use (importing numcnn imports no Numba)
 
 
 def _numba():
@@ -53,6 +67,110 @@ def _numba():
                 warnings.warn(f"numcnn: the compiled kernels are off ({type(e).__name__}: {e}); running the NumPy "
                               "kernels (NUMCNN_KERNELS=numpy silences this)", RuntimeWarning, stacklevel=3)
     return _state["numba"]
+
+
+def stack_array(size, dtype):
+    """Inside a compiled kernel: an uninitialised 1-D array of ``size`` (a literal int) ``dtype`` numbers in the
+    kernel's stack frame, 64-byte aligned (see the module docstring). Not callable from Python."""
+    raise RuntimeError("stack_array works only inside a compiled kernel")
+
+
+def _stack_array():
+    """The Numba intrinsic that compiled kernels call as ``stack_array``: an ``alloca`` in the function's entry block
+    viewed as a C-contiguous array. (Numba's on-disk cache of a kernel does not track changes to the code of this
+    intrinsic or of ``_copy_run``: clear the cache, the ``__pycache__`` folders, after editing them.)"""
+    from numba import types as nt
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def stack_array_intrinsic(typingctx, size, dtype):
+        if not isinstance(size, nt.IntegerLiteral) or not isinstance(dtype, (nt.NumberClass, nt.DType)):
+            return None
+        array = nt.Array(dtype.dtype, 1, "C")
+
+        def codegen(context, builder, signature, args):
+            data_type, n = context.get_data_type(dtype.dtype), context.get_constant(nt.intp, size.literal_value)
+            with builder.goto_entry_block():
+                data = builder.alloca(data_type, size=n)
+                data.align = 64
+            itemsize = context.get_constant(nt.intp, context.get_abi_sizeof(data_type))
+            a = context.make_array(array)(context, builder)
+            context.populate_array(a, data=data, shape=[n], strides=[itemsize], itemsize=itemsize, meminfo=None)
+            return a._getvalue()
+
+        return array(size, dtype), codegen
+
+    return stack_array_intrinsic
+
+
+def copy_run(dst, i, src, j, n):
+    """Inside a compiled kernel: dst[i : i + n] = src[j : j + n] for 0 <= n <= 16 (src of dst's dtype), as one
+    masked load and store of 16 lanes (one vector register of float32; two, each masked, of float64): a short run
+    copied without a loop (LLVM unrolls a loop of 16 into 16 scalar copies, Numba not running its SLP
+    vectoriser). Not callable from Python."""
+    raise RuntimeError("copy_run works only inside a compiled kernel")
+
+
+def _copy_run():
+    """The Numba intrinsic behind ``copy_run``: llvm.masked.load and llvm.masked.store, lanes [0, n) enabled."""
+    from numba import types as nt
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    ir = cgutils.ir  # llvmlite's IR builder, as Numba's own code generation uses it (numcnn imports Numba only)
+
+    @intrinsic
+    def copy_run_intrinsic(typingctx, dst, i, src, j, n):
+        if not (isinstance(dst, nt.Array) and isinstance(src, nt.Array) and dst.dtype == src.dtype
+                and isinstance(dst.dtype, nt.Float)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            element, size = context.get_data_type(dst.dtype), context.get_abi_sizeof(context.get_data_type(dst.dtype))
+            lanes = 64 // size  # a vector register per masked load and store
+            vector, index = ir.VectorType(element, lanes), ir.VectorType(ir.IntType(64), lanes)
+            d, s = (context.make_array(t)(context, builder, a) for t, a in ((dst, args[0]), (src, args[2])))
+            count = builder.insert_element(index(ir.Undefined), args[4], ir.Constant(ir.IntType(32), 0))
+            count = builder.shuffle_vector(count, count, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+            name, align = f"v{lanes}f{8 * size}.p0", ir.Constant(ir.IntType(32), size)
+            load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                vector, [vector.as_pointer(), align.type, ir.VectorType(ir.IntType(1), lanes), vector]),
+                f"llvm.masked.load.{name}")
+            store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                ir.VoidType(), [vector, vector.as_pointer(), align.type, ir.VectorType(ir.IntType(1), lanes)]),
+                f"llvm.masked.store.{name}")
+            for first in range(0, 16, lanes):
+                to, frm = (builder.bitcast(builder.gep(a.data, [builder.add(k, ir.Constant(k.type, first))]),
+                                           vector.as_pointer()) for a, k in ((d, args[1]), (s, args[3])))
+                mask = builder.icmp_signed("<", ir.Constant(index, list(range(first, first + lanes))), count)
+                builder.call(store, [builder.call(load, [frm, align, mask, vector(ir.Undefined)]), to, align, mask])
+            return context.get_dummy_value()
+
+        return nt.none(dst, nt.intp, src, nt.intp, nt.intp), codegen
+
+    return copy_run_intrinsic
+
+
+_MAKERS = {"stack_array": _stack_array, "copy_run": _copy_run}
+
+
+def _names(code) -> set[str]:
+    """The global names a code object (or one nested in it) reads."""
+    return set(code.co_names).union(*(_names(c) for c in code.co_consts if isinstance(c, types.CodeType)))
+
+
+def _with_intrinsics(fn: Callable) -> Callable:
+    """fn, or a copy of it whose globals map ``stack_array`` and ``copy_run`` to their intrinsics where it names
+    them (made once each)."""
+    used = _names(fn.__code__) & _MAKERS.keys()
+    if not used:
+        return fn
+    for name in used - _intrinsics.keys():
+        _intrinsics[name] = _MAKERS[name]()
+    new = types.FunctionType(fn.__code__, {**fn.__globals__, **{name: _intrinsics[name] for name in used}},
+                             fn.__name__, fn.__defaults__, fn.__closure__)
+    new.__qualname__, new.__module__, new.__doc__ = fn.__qualname__, fn.__module__, fn.__doc__
+    return new
 
 
 def available() -> bool:
@@ -81,7 +199,8 @@ class Kernel:
                 if not numba:
                     raise RuntimeError(f"{self.name}: the compiled kernels are not available here")
                 options = {} if self.fastmath is None else {"fastmath": self.fastmath}
-                self._dispatcher = numba.njit(cache=True, nogil=True, error_model="numpy", **options)(self.fn)
+                self._dispatcher = numba.njit(cache=True, nogil=True, error_model="numpy", **options)(
+                    _with_intrinsics(self.fn))
         return self._dispatcher
 
     def __call__(self, *args):
