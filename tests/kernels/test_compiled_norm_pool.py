@@ -42,6 +42,7 @@ def _compile_all():
                 N.batch_norm_backward(a, a, mean, invstd, x[0, :, 0, 0], (0, 2, 3))
                 N.batch_norm_train_forward(a, None, None, 1e-5, (0, 2, 3))
                 N.batch_norm_backward(a, a, mean, invstd, None, (0, 2, 3))
+                N.batch_norm_backward(a, a, mean, invstd, None, (0, 2, 3), relu_out=a)
             for w in (4, 5):
                 y, saved = P.max_pool2d_train_forward(rng.standard_normal((2, 2, 4, w)).astype(dtype), *POOL)
                 P.max_pool2d_train_backward(y, saved, *POOL)
@@ -113,6 +114,45 @@ def test_compiled_batch_norm_matches_the_float64_formulas(shape, axes, layout, b
     for ours, theirs in zip((y, mean, invstd, var, dx, dgamma, dbeta), ref, strict=True):
         assert ours.dtype == np.float64
         np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape, axes", BN_SHAPES)
+@pytest.mark.parametrize("x_layout, g_layout", [("nchw", "nchw"), ("channel_major", "channel_major"),
+                                                ("channel_major", "nchw"), ("strided", "strided")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_batch_norm_backward_after_relu_is_relu_backward_then_backward_to_the_bit(shape, axes, x_layout, g_layout,
+                                                                                  dtype, backend, nan_empty,
+                                                                                  monkeypatch):
+    """``relu_out``: the gradient of a ReLU's output read through the ReLU's selection inside the kernels gives the
+    bits of ``relu_backward`` then the plain backward (-0.0 and NaN gradients where the ReLU is off, a NaN output
+    where it lets the gradient through), in one channel block and in many."""
+    monkeypatch.setattr(parallel, "CACHE_BLOCK_BYTES", 256)
+    rng = np.random.default_rng(sum(shape))
+    x = _layout((rng.standard_normal(shape) * 3 + 1).astype(dtype), x_layout)
+    w = rng.standard_normal(shape[1]).astype(dtype)
+    with runtime.scoped(backend=backend):
+        y, mean, invstd = N.batch_norm_train_forward(x, w, None, 1e-5, axes)
+        r = KA.relu(y)
+        r[(0,) * r.ndim] = np.nan  # a NaN output lets its gradient through, as relu_backward does
+        off = np.asarray(r <= 0)
+        g = rng.standard_normal(shape).astype(dtype)
+        k = np.arange(g.size).reshape(shape) % 3
+        g[off & (k == 0)] = np.nan  # masked by the ReLU
+        g[k == 1] = -0.0  # masked or passed through
+        g = _layout(g, g_layout)
+        assert np.isfinite(KA.relu_backward(g, r)[1:]).all()
+        for gamma in (w, None):
+            fused = N.batch_norm_backward(g, x, mean, invstd, gamma, axes, relu_out=r)
+            plain = N.batch_norm_backward(KA.relu_backward(g, r), x, mean, invstd, gamma, axes)
+            for ours, theirs in zip(fused, plain, strict=True):
+                if theirs is None:
+                    assert ours is None
+                    continue
+                assert ours.dtype == theirs.dtype == dtype and ours.shape == theirs.shape
+                uint = np.uint32 if dtype == np.float32 else np.uint64
+                np.testing.assert_array_equal(np.ascontiguousarray(ours).view(uint),
+                                              np.ascontiguousarray(theirs).view(uint))
 
 
 def test_compiled_batch_norm_matches_torch_float32_values_and_gradients():
@@ -381,7 +421,9 @@ _THREADS = textwrap.dedent("""
         y1, mean1, invstd1 = N.batch_norm_train_forward(x1, g[:1].repeat(40), b[:1].repeat(40), 1e-5, (0,))
         res += [y1, mean1, invstd1, *N.batch_norm_backward(dy1, x1, mean1, invstd1, g[:1].repeat(40), (0,))]
         r = KA.relu(y)
-        res += [r, KA.relu_backward(dy, r)]
+        res += [r, KA.relu_backward(dy, r), *N.batch_norm_backward(dy, x, mean, invstd, g, (0, 2, 3), relu_out=r)]
+        r1 = KA.relu(y1)
+        res += [*N.batch_norm_backward(dy1, x1, mean1, invstd1, None, (0,), relu_out=r1)]
         pooled, saved = P.max_pool2d_train_forward(r, (2, 2), (2, 2), (0, 0))
         res += [pooled, P.max_pool2d_train_backward(pooled * 3, saved, (2, 2), (2, 2), (0, 0))]
         p, per = KS.cross_entropy_index_forward(logits, target, np.ones(300))

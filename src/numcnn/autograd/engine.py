@@ -1,4 +1,25 @@
-"""The backward pass: reverse topological order over the recorded graph, iterative (no recursion limit)."""
+"""The backward pass: reverse topological order over the recorded graph, iterative (no recursion limit).
+
+Fused backwards. A Function ``P`` may declare that, when its output's only consumer is a Function ``C`` of one
+input, it computes its own input gradients straight from the gradient of ``C``'s output, without ``C``'s gradient
+array being made (batch norm then ReLU: the kernel reads ReLU's saved output and the incoming gradient in its own
+passes)::
+
+    class P(Function):
+        fused_backward = {C: "backward_after_c"}   # consumer Function class -> name of a static method of P
+
+        @staticmethod
+        def backward_after_c(ctx, consumer_ctx, grad):   # grad: of C's output; returns what P.backward returns
+            ...
+
+It must give exactly the bits of ``P.backward(ctx, C.backward(consumer_ctx, grad))``. When the engine reaches a node
+of class ``C`` whose one input ``p`` was made by a ``P`` that declares ``C`` (exact classes), has received no
+gradient yet and does not ``retain_grad``, it holds ``grad`` for ``p`` instead of running ``C.backward``. Every
+consumer of ``p`` comes before ``p`` in the order: if another one hands ``p`` a gradient, ``C.backward`` runs then
+and the two are added as without fusion; if none does, ``p`` had no other consumer and its turn runs the fused
+backward, where ``P.backward`` would have run, so the gradients reach ``P``'s inputs in the same order: the same
+bits. Nothing is fused while a backward hook is installed (anomaly detection sees every node) or ``FUSE`` is False.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +27,9 @@ import numpy as np
 
 # ``hook(ctx, in_grads)`` after every Function's backward, or None; set only by anomaly detection.
 _backward_hook = None
+
+#: Switch for the fused backwards (tests compare fused with unfused runs).
+FUSE = True
 
 
 def _topological(root) -> list:
@@ -43,12 +67,39 @@ def _accumulate(t, g: np.ndarray, stored: set) -> None:
         t.grad.array = t.grad.array + g
 
 
+class _Held:
+    """The gradient of a consumer's output, held for its input until that input's turn (see the docstring)."""
+
+    __slots__ = ("ctx", "grad", "method")
+
+    def __init__(self, ctx, grad, method):
+        self.ctx, self.grad, self.method = ctx, grad, method
+
+    def unfused(self, retain_graph: bool) -> np.ndarray:
+        """The consumer's own backward, when its input turned out to have another consumer."""
+        g = self.ctx.fn.backward(self.ctx, self.grad)
+        if not retain_graph:
+            self.ctx.free()
+        return g
+
+
+def _fused_method(ctx, grads: dict):
+    """The name of the fused backward to hold ``ctx``'s gradient for, or None (``ctx`` has exactly one parent)."""
+    p = ctx.parents[0]
+    if p is None or p._retain or id(p) in grads:
+        return None
+    pctx = p._ctx
+    fn = None if pctx is None else pctx.fn
+    return None if fn is None else fn.fused_backward.get(ctx.fn)
+
+
 def run_backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
     stored: set = set()
     if root._ctx is None:
         _accumulate(root, grad, stored)
         return
     grads = {id(root): grad}
+    fuse = FUSE and _backward_hook is None
     for t in _topological(root):
         g = grads.pop(id(t), None)
         if g is None:
@@ -61,7 +112,17 @@ def run_backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
                 "Trying to backward through the graph a second time: its saved values were freed after the "
                 "first backward. Pass retain_graph=True to the first backward() if you need to."
             )
-        in_grads = ctx.fn.backward(ctx, g)
+        if type(g) is _Held:  # no other consumer gave t a gradient: the fused backward
+            in_grads = getattr(ctx.fn, g.method)(ctx, g.ctx, g.grad)
+            if not retain_graph:
+                g.ctx.free()
+        else:
+            if fuse and len(ctx.parents) == 1:
+                method = _fused_method(ctx, grads)
+                if method is not None:
+                    grads[id(ctx.parents[0])] = _Held(ctx, g, method)
+                    continue
+            in_grads = ctx.fn.backward(ctx, g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
         if _backward_hook is not None:
@@ -73,6 +134,11 @@ def run_backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
                 _accumulate(p, pg, stored)
             else:
                 prev = grads.get(id(p))
-                grads[id(p)] = pg if prev is None else prev + pg
+                if prev is None:
+                    grads[id(p)] = pg
+                else:
+                    if type(prev) is _Held:
+                        prev = prev.unfused(retain_graph)
+                    grads[id(p)] = prev + pg
         if not retain_graph:
             ctx.free()

@@ -111,6 +111,10 @@ def backward_name(cls) -> str:
 class Function:
     #: How many leading arguments are inputs even when they are Python scalars (``x / 2``): Add, Sub, Mul, Div.
     n_inputs = 0
+    #: Consumer Function class -> name of a static method ``(ctx, consumer_ctx, grad)`` that gives this Function's
+    #: input gradients from the gradient of the consumer's output (autograd/engine.py, "Fused backwards"). Read only.
+    fused_backward: dict = {}
+
     @staticmethod
     def forward(ctx: Context, *args, **kwargs):  # pragma: no cover - interface
         raise NotImplementedError

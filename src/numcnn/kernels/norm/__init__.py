@@ -5,7 +5,8 @@
 2. ``batch.py``     batch normalization: training (batch statistics, running-statistics update, backward through
                     the statistics) and inference (fixed statistics: one multiply-add per element)
 3. ``batch_compiled.py`` training batch norm compiled (Numba): per channel, statistics then normalise, and the
-                    backward's two sums then dx; ``batch.py`` calls it when the runtime's backend is "numba"
+                    backward's two sums then dx, optionally through the ReLU that followed (``relu_out``: the
+                    engine's fused backward); ``batch.py`` calls it when the runtime's backend is "numba"
 4. ``layer.py``     layer normalization over the last axes of each sample
 
 Statistics are reduced in the input's dtype (float32 stays float32). Variance is computed in two passes

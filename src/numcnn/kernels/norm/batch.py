@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import jit, parallel
+from .. import activation, jit, parallel
 from ..jit import kernel
 from ..layout import is_channel_major
 from . import batch_compiled
@@ -196,16 +196,27 @@ def batch_norm_backward(
     invstd: np.ndarray,
     gamma: np.ndarray | None,
     axes: tuple[int, ...],
+    relu_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Training-mode gradient (the batch statistics depend on x).
 
     dy, x: like the forward input; mean, invstd: (C,) from ``batch_norm_train_forward``; gamma: (C,) or None.
     Returns ``(dx, dgamma, dbeta)``; dgamma is None when gamma is None; dbeta is always returned.
     dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean) * invstd.
+
+    ``relu_out``: the output of a ReLU applied to this batch norm's output; dy is then that ReLU output's gradient,
+    and the result is the same bits as ``batch_norm_backward(activation.relu_backward(dy, relu_out), ...)``: the
+    compiled kernels read the selected gradient in their passes, no array of it is made.
     """
     a, c, b = as_acb(x.shape, axes)
     f = x.dtype.type
     n = f(a * b)
+    if relu_out is not None and jit.use_compiled():
+        (x3, dy3, r3), back = channel_views(x.shape, axes, x, dy, relu_out)
+        dx, dbeta, dot = batch_compiled.backward(x3, dy3, mean, invstd, gamma, r3)
+        return back(dx), (None if gamma is None else dot * invstd), dbeta
+    if relu_out is not None:
+        dy = activation.relu_backward(dy, relu_out)
     (x3, dy3), back = channel_views(x.shape, axes, x, dy)
     if jit.use_compiled():
         dx, dbeta, dot = batch_compiled.backward(x3, dy3, mean, invstd, gamma)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...autograd.activation_ops import ReLU
 from ...autograd.function import Function
 from ...autograd.tensor import Tensor
 from ...kernels import norm as K
@@ -9,6 +10,10 @@ from ._checks import check_same_dtype, check_tensor
 
 
 class _BatchNormTrain(Function):
+    # When this batch norm's output goes to a ReLU and nowhere else, the engine hands the ReLU output's gradient
+    # here (autograd/engine.py, "Fused backwards"): Conv-BN-ReLU's backward skips the ReLU's pass and its array.
+    fused_backward = {ReLU: "backward_after_relu"}
+
     @staticmethod
     def forward(ctx, x, w, b, eps, axes, stats):
         y, mean, invstd, var = K.batch_norm_train_forward(x, w, b, eps, axes, return_var=True)
@@ -21,6 +26,15 @@ class _BatchNormTrain(Function):
     def backward(ctx, g):
         x, mean, invstd, w = ctx.saved_tensors
         dx, dw, db = K.batch_norm_backward(g, x, mean, invstd, w, ctx.axes)
+        nx, nw, nb = ctx.needs_input_grad[:3]
+        return dx if nx else None, dw if nw else None, db if nb else None
+
+    @staticmethod
+    def backward_after_relu(ctx, relu_ctx, g):
+        """``backward(ctx, ReLU.backward(relu_ctx, g))``, the same bits, with the ReLU's selection read inside the
+        batch-norm kernel's passes."""
+        x, mean, invstd, w = ctx.saved_tensors
+        dx, dw, db = K.batch_norm_backward(g, x, mean, invstd, w, ctx.axes, relu_out=relu_ctx.saved_tensors[0])
         nx, nw, nb = ctx.needs_input_grad[:3]
         return dx if nx else None, dw if nw else None, db if nb else None
 
