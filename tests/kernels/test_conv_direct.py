@@ -206,22 +206,24 @@ def test_auto_runs_direct_where_it_is_faster_and_only_with_the_compiled_backend(
     c3, c5 = geo((8, 6, 14, 14), (16, 6, 5, 5), 0), geo((8, 16, 5, 5), (120, 16, 5, 5), 0)
     strided = geo((8, 1, 28, 28), (16, 1, 5, 5), 2, stride=2)
     with runtime.scoped(backend="numba"):
-        assert K.plan(first) == K.Plan("direct", "grid", "direct")  # one input channel: grad-input stays
-        assert K.plan(second) == K.Plan("direct", "direct", "direct")
-        # 3x3 (dispatch.direct_passes has the A/B figures): forward and grad-weight with 8 to 44 input channels,
-        # grad-weight alone with one (its forward is a short im2col), none with 2-7 channels or on 7x7 maps
-        for c, k, hw in ((16, 16, 28), (16, 32, 28), (8, 16, 14), (32, 32, 14)):
-            assert K.plan(geo((8, c, hw, hw), (k, c, 3, 3), 1)) == K.Plan("direct", "rowshift", "direct")
-        for k in (16, 32):
-            assert K.plan(geo((8, 1, 28, 28), (k, 1, 3, 3), 1)) == K.Plan("im2col", "grid", "direct")
+        # stride 1, 3x3 or larger, at most 1.5 grid positions per output (dispatch.direct_passes has the figures)
         wide, small = geo((8, 64, 7, 7), (64, 64, 3, 3), 1), geo((8, 16, 7, 7), (16, 16, 3, 3), 1)
-        for other in (c3, c5, strided, wide, small, geo((8, 3, 32, 32), (32, 3, 3, 3), 1),
-                      geo((8, 48, 14, 14), (32, 48, 3, 3), 1), geo((8, 16, 28, 28), (64, 16, 3, 3), 1),
-                      geo((8, 16, 28, 28), (32, 16, 3, 3), 1, stride=2)):
+        for layer in (first, second, c3, wide, small, geo((8, 1, 28, 28), (16, 1, 3, 3), 1),
+                      geo((8, 3, 32, 32), (32, 3, 3, 3), 1), geo((8, 48, 14, 14), (32, 48, 3, 3), 1),
+                      geo((8, 16, 28, 28), (64, 16, 3, 3), 1)):
+            assert K.plan(layer) == K.Plan("direct", "direct", "direct"), layer
+        assert direct.grid_overhead(c5) > 1.5
+        pointwise = geo((8, 16, 14, 14), (32, 16, 1, 1), 0)
+        # strided: forward and grad-weight on the phases (direct_strided.py) for small 3x3+ layers, grad-input col2im
+        for layer in (strided, geo((8, 16, 28, 28), (32, 16, 3, 3), 1, stride=2)):
+            assert K.plan(layer) == K.Plan("direct", "col2im", "direct"), layer
+        for other in (c5, pointwise, geo((8, 32, 14, 14), (64, 32, 3, 3), 1, stride=2),
+                      geo((8, 16, 28, 28), (32, 16, 1, 1), 0, stride=2)):
             assert "direct" not in K.plan(other), other
         assert K.plan(c5, "direct") == K.Plan("direct", "direct", "direct")
-        with pytest.raises(ValueError, match="'direct' needs stride 1"):
-            K.plan(strided, "direct")
+        assert K.plan(strided, "direct") == K.Plan("direct", "col2im", "direct")
+        with pytest.raises(ValueError, match="'rowshift' needs stride 1"):
+            K.plan(strided, "rowshift")
         # a training forward under "auto" keeps no columns for a direct grad-weight: it reads x
         x = np.random.default_rng(0).standard_normal(first.x_shape).astype(np.float32)
         y, cols = K.forward(first, x, np.ones(first.w_shape, np.float32), None, return_cols=True)

@@ -55,8 +55,8 @@ def test_plans_name_what_runs():
     assert K.plan(s2, "im2col") == Plan("im2col", "col2im", "im2col")
     with numcnn.runtime.scoped(backend="numpy"):  # the NumPy kernels' rule (kernels/conv/dispatch.py: choose)
         assert K.plan(s1, "auto") == Plan("rowshift", "rowshift", "im2col")
-    with numcnn.runtime.scoped(backend="numba"):  # compiled: direct_passes takes forward and grad-weight
-        assert K.plan(s1, "auto") == Plan("direct", "rowshift", "direct")
+    with numcnn.runtime.scoped(backend="numba"):  # compiled: direct_passes takes all three
+        assert K.plan(s1, "auto") == Plan("direct", "direct", "direct")
     assert K.plan(s1, "naive") == K.plan(s1, "reference") == Plan("reference", "reference", "reference")
     assert K.plan(s2, "gemm") == Plan("gemm", "gemm", "gemm")
     with pytest.raises(ValueError, match="'rowshift' needs stride 1"):

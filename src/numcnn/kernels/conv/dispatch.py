@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import jit, workspace
-from . import chunked, depthwise, direct, gemm, grid, reference, rowshift
+from . import chunked, depthwise, direct, direct_strided, gemm, grid, reference, rowshift
 from .chunked import Columns
 from .geometry import ConvGeometry, GeometryError
 
@@ -91,40 +91,37 @@ def choose(geo: ConvGeometry, pass_: str) -> str:
 
 
 def direct_passes(geo: ConvGeometry) -> tuple[str, ...]:
-    """The passes ``"auto"`` gives to ``direct.py`` with the compiled backend: small layers at stride 1 (K/G <= 32,
-    C/G*R*S <= 400) whose grid computes at most 1.25 positions per output (``direct.grid_overhead``: padded
-    'same' layers on maps of 14x14 or more), with 5x5 (or larger) kernels, or 3x3 kernels on one input channel or
-    8 to 44 of them (resnet's stem and first two stages). Grad-weight runs it there; forward too with 5x5 kernels or
-    8+ input channels (a one-channel 3x3 forward is a short im2col + GEMM: 0.78 vs 2.23 ms for resnet's stem);
-    grad-input with 5x5 kernels and at least 8 input channels (it computes four at a time; with 3x3 kernels
-    rowshift ties or wins: 6.6 vs 6.5 ms for 16->16 on 28x28, 5.9 vs 7.0 for 32->32 on 14x14).
+    """The passes ``"auto"`` gives to ``direct.py`` with the compiled backend: all three for stride-1 layers with
+    3x3 or larger kernels whose grid computes at most 1.5 positions per output (``direct.grid_overhead``: 1.04 for
+    3x3 'same' on 28x28, 1.31 on 7x7, 1.44 for lenet5's unpadded C3; one output position, lenet5's C5, is 16).
 
-    A/B at batch 100, float32, 2 threads, medians of 15-31 interleaved in one process ("GEMM": the rule before,
-    an im2col forward keeping its columns for grad-weight, or rowshift + im2col; * marks what auto runs now):
+    Since the direct kernel keeps its output tile's sums in registers (95-105 GFLOP/s per core), it wins or ties
+    against im2col and rowshift + OpenBLAS on every such layer measured. Batch 100, float32, 2 threads, medians of
+    25 in one process (forward / grad-input / grad-weight, ms):
 
-    ============================  ===========================  ==================  =======================
-    layer (3x3 'same')            forward + grad-weight (ms)   forward (ms)        grad-weight (ms)
-    ============================  ===========================  ==================  =======================
-    1->16 on 28x28 (stem)         2.78 GEMM, 1.85 mixed*        0.78* vs 2.23      1.07* (im2col, kept: 2.0)
-    1->32 on 28x28                6.89 GEMM, 3.50 mixed*        1.27* vs 2.68      2.23*
-    16->16 on 28x28               18.5 GEMM, 11.4 direct*       7.9 vs 6.6*        8.7 vs 5.4*
-    32->32 on 14x14               12.3 GEMM, 10.1 direct*       6.9 vs 6.7*        7.9 vs 5.8*
-    64->64 on 7x7 (GEMM*)         8.1 GEMM*, 15.9 direct        6.8* vs 8.5        7.5* vs 8.0
-    3->32 on 32x32 (GEMM*)        9.4 GEMM*, 10.6 direct        6.4 vs 5.1         5.5 direct
-    ============================  ===========================  ==================  =======================
+    ========================  ==================  ==================  ==================
+    layer (3x3 'same')        direct              im2col              rowshift
+    ========================  ==================  ==================  ==================
+    1->16 on 28x28 (stem)     0.74 / 1.53 / 1.01  0.87 / 2.42 / 2.91  1.87 / 4.27 / 5.25
+    16->64 on 28x28           11.7 / 14.0 / 11.1  15.8 / 16.2 / 17.7  16.9 / 24.2 / 19.9
+    48->32 on 14x14           5.96 / 6.28 / 7.49  11.7 / 10.2 / 10.5  6.89 / 5.84 / 9.60
+    64->64 on 7x7             3.68 / 4.82 / 5.70  5.66 / 7.09 / 5.90  6.25 / 4.46 / 6.75
+    16->16 on 7x7             0.97 / 0.61 / 0.95  0.98 / 0.96 / 1.53  0.72 / 0.76 / 1.03
+    ========================  ==================  ==================  ==================
 
-    Whole resnet step (A/B, 2 threads): 222.6 ms with the GEMM paths, 192.6 with direct for the stem, 16->16 and
-    32->32 layers. Left to the GEMM paths: small maps
-    (3x3 on 7x7: the grid rounds up to 1.31 positions per output; 32->32 a tie, 16->16 3.7 vs 4.3 ms), 3x3 on 2-7
-    channels, unpadded layers (lenet5's C3: 5x5 on 14x14, 1.44 positions per output, a tie), 1x1 layers (one
-    GEMM), strided and wide layers. Figures for 5x5: docs/plan-compiled-kernels.md."""
-    if not (direct.supported(geo) and geo.taps >= 9 and geo.cg * geo.taps <= 400 and geo.kg <= 32
-            and direct.grid_overhead(geo) <= 1.25):
-        return ()
-    big = geo.taps >= 25
-    if not big and not (geo.cg == 1 or geo.cg >= 8):  # 3->32 on 32x32: 9.4 ms (im2col) vs 10.6 (direct)
-        return ()
-    return (*(("forward",) if big or geo.cg >= 8 else ()), *(("input",) if big and geo.cg >= 8 else ()), "weight")
+    and (another run) 3->32 on 32x32: 3.38 / 5.82 / 4.43 against auto's GEMM paths 6.96 / 14.3 / 9.74; lenet5's C3
+    (6->16 5x5, no padding, 14x14): 1.38 / 2.69 / 1.76 against 2.59 / 3.43 / 2.78; 64->64 on 32x32: 81 / 84 / 106
+    against 104 / 109 / 138. Left to the GEMM paths: 1x1 and 2x2 kernels (one GEMM, or few taps), strided layers and
+    one-output-position layers."""
+    if direct.supported(geo) and geo.taps >= 9 and direct.grid_overhead(geo) <= 1.5:
+        return PASSES
+    if (direct_strided.supported(geo) and geo.taps >= 9 and geo.cg * geo.taps <= 200 and geo.kg <= 32
+            and direct_strided.grid_overhead(geo) <= 1.15):
+        # strided (``direct_strided``: the stride-1 kernels on the input's phases), grad-input stays col2im:
+        # resnet's 16->32 3x3 stride 2 on 28x28, forward 2.0 vs 3.4 ms, forward + grad-weight 4.9 vs 5.3 ms;
+        # 32->64 on 14x14 (1.31 positions per output) ties, 1x1 downsamples and 64->128 on 32x32 lose
+        return ("forward", "weight")
+    return ()
 
 
 def plan(geo: ConvGeometry, algorithm: str = "auto") -> Plan:
@@ -143,7 +140,9 @@ def plan(geo: ConvGeometry, algorithm: str = "auto") -> Plan:
         return Plan(*kinds)
     if algorithm == "auto":
         return Plan(*(choose(geo, p) for p in PASSES))
-    if algorithm in ("rowshift", "direct") and not geo.unit_stride:
+    if algorithm == "direct" and not geo.unit_stride:
+        return Plan("direct", "col2im", "direct")  # direct_strided.py; its grad-input is col2im's
+    if algorithm == "rowshift" and not geo.unit_stride:
         raise ValueError(f"convolution algorithm {algorithm!r} needs stride 1, got stride {geo.stride}; "
                          "use 'im2col' or 'auto'")
     if algorithm == "im2col":
@@ -164,14 +163,14 @@ def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | Non
     auto = canonical(algorithm) == "auto"
     steps = plan(geo, algorithm)
     kind = steps.forward
-    if auto and return_cols and kind != steps.weight == "im2col":
+    if auto and return_cols and kind not in ("im2col", "direct") and steps.weight == "im2col":
         if workspace.keepable(chunked.columns_bytes(geo, x.itemsize)):
             kind = "im2col"
     cols = None
     if kind == "depthwise":
         y = depthwise.forward(geo, x, w, b)
     elif kind == "direct":
-        y = direct.forward(geo, x, w, b)
+        y = (direct if geo.unit_stride else direct_strided).forward(geo, x, w, b)
     elif kind in ("reference", "gemm"):
         y = (reference if kind == "reference" else gemm).forward(geo, x, w)
         if b is not None:
@@ -212,6 +211,8 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray | None, alg
     if x is None and (kept is None or kind in ("reference", "gemm", "depthwise", "direct")):
         raise ValueError("conv2d_backward_weight: x may be None only with the forward's cols given (not with "
                          f"the {kind!r} algorithm)")
+    if kind == "direct" and not geo.unit_stride:
+        return direct_strided.backward_weight(geo, dy, x)
     if kind in ("reference", "gemm", "depthwise", "direct"):  # they read x itself, never the forward's columns
         return _INPUT_KERNELS[kind].backward_weight(geo, dy, x)
     if kept is not None and kept != kind:

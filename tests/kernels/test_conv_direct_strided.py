@@ -1,0 +1,227 @@
+"""The compiled direct convolution for stride > 1 (kernels/conv/direct_strided.py): forward and grad-weight against
+the seven-loop reference in float64 on drawn shapes (strides 2 and 3, stride past the kernel, 1x1 kernels, asymmetric
+padding, dilation, groups, batch 1, odd and tiny maps, non-contiguous inputs, cropped output gradients), the phase
+layout written in full over stale NaN, against PyTorch in float32, and the same bits for 1, 2 and 3 threads."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("numba")
+
+from numcnn.kernels import conv as K  # noqa: E402
+from numcnn.kernels import workspace  # noqa: E402
+from numcnn.kernels.conv import direct_strided, reference  # noqa: E402
+from numcnn.kernels.runtime import runtime  # noqa: E402
+from thread_bits import assert_same_bits_for_1_2_and_3_threads  # noqa: E402
+
+
+def _channel_major(a):
+    """The same values laid out like a conv output: a (C, N, H, W) buffer seen as NCHW."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+
+
+def _strided(a):
+    """The same values as a view with gaps between rows (last axis not unit-stride either)."""
+    big = np.zeros((*a.shape[:3], 2 * a.shape[3] + 1), dtype=a.dtype)
+    big[..., ::2][..., : a.shape[3]] = a
+    return big[..., ::2][..., : a.shape[3]]
+
+
+def _layout(a, which):
+    return {"plain": a, "channel_major": _channel_major(a), "strided": _strided(a)}[which]
+
+
+@st.composite
+def geometries(draw):
+    groups = draw(st.integers(1, 3))
+    cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 9))  # kg crosses the blocks of four output channels
+    r, s = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.sampled_from([(2, 2), (3, 3), (2, 1), (1, 3), (2, 3), (4, 4)]))  # 4 > any kernel here
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = [draw(st.integers(0, 3)) for _ in range(4)]
+    h = draw(st.integers(max(1, dh * (r - 1) + 1 - pads[0] - pads[1]), 11))
+    w = draw(st.integers(max(1, dw * (s - 1) + 1 - pads[2] - pads[3]), 11))
+    n = draw(st.integers(1, 3))
+    return K.ConvGeometry.of((n, cg * groups, h, w), (kg * groups, cg, r, s), (sh, sw),
+                             ((pads[0], pads[1]), (pads[2], pads[3])), (dh, dw), groups)
+
+
+def _check_against_reference(geo, seed, layout, crop):
+    rng = np.random.default_rng(seed)
+    x, w, b = rng.standard_normal(geo.x_shape), rng.standard_normal(geo.w_shape), rng.standard_normal(geo.k)
+    dy = rng.standard_normal(geo.y_shape)
+    if crop and min(geo.out_hw) > 1:  # a transposed convolution's output gradient: the last row and column cut off
+        dy = dy[:, :, :-1, :-1]
+    y_ref = reference.forward(geo, x, w) + b[:, None, None]
+    dw_ref = reference.backward_weight(geo, dy, x)
+    with runtime.scoped(backend="numba", memory_budget=4096):
+        first = (direct_strided.forward(geo, _layout(x, layout), w, b),
+                 direct_strided.backward_weight(geo, _layout(dy, layout), _layout(x, layout)))
+        for p in runtime.pool.arrays():
+            p.fill(np.nan)  # stale pooled memory (the phases, the dy grid) must not leak into a second call
+        y = direct_strided.forward(geo, _layout(x, layout), w, b)
+        dw = direct_strided.backward_weight(geo, _layout(dy, layout), _layout(x, layout))
+        # the forward's phases kept for grad-weight (x not needed then): the same bits
+        y_kept, phases = direct_strided.forward(geo, _layout(x, layout), w, b, keep=True)
+        dw_kept = direct_strided.backward_weight(geo, _layout(dy, layout), None, phases)
+        assert not any(a is phases for a in runtime.pool.arrays())  # still the caller's
+        workspace.give(phases)
+    for got, ref, again, kept in ((y, y_ref, first[0], y_kept), (dw, dw_ref, first[1], dw_kept)):
+        assert got.dtype == np.float64 and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
+        np.testing.assert_array_equal(got, again)
+        np.testing.assert_array_equal(got, kept)
+
+
+@settings(max_examples=80, deadline=None)
+@given(geo=geometries(), seed=st.integers(0, 2**16), layout=st.sampled_from(["plain", "channel_major", "strided"]),
+       crop=st.booleans())
+def test_strided_direct_matches_the_seven_loops_float64(geo, seed, layout, crop):
+    _check_against_reference(geo, seed, layout, crop)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, groups", [
+    ((2, 4, 28, 28), (6, 4, 3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), 1),  # resnet's stage 2, 3x3 (fewer channels)
+    ((1, 16, 28, 28), (8, 16, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 1),  # resnet's downsample, batch 1
+    ((3, 8, 14, 14), (10, 8, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 1),
+    ((1, 3, 7, 9), (5, 3, 2, 2), (3, 3), ((0, 0), (0, 0)), (1, 1), 1),  # stride past the kernel: columns unread
+    ((2, 4, 5, 5), (6, 4, 1, 1), (3, 2), ((1, 0), (0, 2)), (1, 1), 1),  # 1x1 reading padding, asymmetric
+    ((2, 6, 13, 11), (9, 2, 3, 3), (2, 3), ((2, 0), (1, 3)), (2, 2), 3),  # dilation and groups
+    ((1, 1, 1, 1), (3, 1, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 1),  # one pixel
+    ((1, 1, 2, 2), (2, 1, 3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), 1),  # tiny map, padding on every side
+    ((2, 2, 9, 9), (4, 2, 3, 3), (2, 2), ((0, 0), (0, 0)), (4, 4), 1),  # dilation a multiple of the stride
+    ((2, 2, 8, 30), (4, 2, 3, 5), (1, 2), ((1, 1), (2, 2)), (1, 1), 1),  # stride on one axis only
+])
+def test_strided_direct_named_layers_float64(x_shape, w_shape, stride, padding, dilation, groups):
+    geo = K.ConvGeometry.of(x_shape, w_shape, stride, padding, dilation, groups)
+    for layout in ("plain", "strided"):
+        _check_against_reference(geo, sum(x_shape), layout, crop=False)
+
+
+@settings(max_examples=20, deadline=None)
+@given(geo=geometries(), seed=st.integers(0, 99))
+def test_the_phase_layout_is_written_in_full(geo, seed):
+    """``_pad_phases`` writes every number of its output (stale NaN in the buffer must not survive): each phase is
+    xpad[a::sh, b::sw] cut to the rows and columns the outputs read, a zero row under it, zeros past the end."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(geo.x_shape)
+    ph = direct_strided._phases(geo)
+    out = np.full((geo.n, geo.c * ph.plane + 5), np.nan)
+    rows, cols = direct_strided._phase_index(ph)
+    with runtime.scoped(backend="numba"):
+        direct_strided._pad_phases(_strided(x), geo.top, geo.left, *geo.padded_hw, ph.sh, ph.sw, rows, cols, ph.hq,
+                                   ph.pitch, out, 0, geo.n)
+    (top, bottom), (left, right) = geo.padding
+    xpad = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    big = np.zeros((*xpad.shape[:2], xpad.shape[2] + 8 * ph.sh, xpad.shape[3] + 8 * ph.sw))
+    big[:, :, : xpad.shape[2], : xpad.shape[3]] = xpad
+    want = np.zeros_like(out)
+    planes = want[:, : geo.c * ph.plane].reshape(geo.n, geo.c, len(ph.rows), len(ph.cols), ph.hq + 1, ph.pitch)
+    for i, a in enumerate(ph.rows):
+        for j, b in enumerate(ph.cols):
+            planes[:, :, i, j, : ph.hq] = big[:, :, a::ph.sh, b::ph.sw][:, :, : ph.hq, : ph.pitch]
+    np.testing.assert_array_equal(out, want)
+
+
+def test_offsets_of_the_worked_example():
+    """The module docstring's table: 3x3, stride 2, padding 1 on 6x6."""
+    geo = K.ConvGeometry.of((1, 1, 6, 6), (1, 1, 3, 3), (2, 2), ((1, 1), (1, 1)))
+    ph = direct_strided._phases(geo)
+    assert (ph.hq, ph.pitch, ph.pp, ph.plane) == (4, 4, 20, 80)
+    assert ph.offsets(1, 3, 3, 1, 1).tolist() == [0, 20, 1, 40, 60, 41, 4, 24, 5]
+    one = direct_strided._phases(K.ConvGeometry.of((1, 16, 28, 28), (32, 16, 1, 1), (2, 2)))
+    assert (one.rows, one.cols, one.pitch, one.plane) == ((0,), (0,), 14, 15 * 14)  # x[::2, ::2] alone
+
+
+RESNET = [  # (x_shape, w_shape, padding): resnet's strided layers, at stride 2
+    ((4, 16, 28, 28), (32, 16, 3, 3), 1), ((3, 32, 14, 14), (64, 32, 3, 3), 1),
+    ((4, 16, 28, 28), (32, 16, 1, 1), 0), ((3, 32, 14, 14), (64, 32, 1, 1), 0), ((2, 64, 32, 32), (128, 64, 3, 3), 1),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding", [*RESNET, ((3, 6, 15, 13), (9, 6, 5, 5), 2)])
+def test_strided_direct_matches_torch_float32(x_shape, w_shape, padding):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(sum(x_shape))
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape, (w_shape[0],)))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = torch.nn.functional.conv2d(xt, wt, bt, stride=2, padding=padding)
+    (yt**2).sum().backward()
+    geo = K.ConvGeometry.of(x_shape, w_shape, (2, 2), ((padding,) * 2,) * 2)
+    with runtime.scoped(backend="numba"):
+        y = direct_strided.forward(geo, x, w, b)
+        dw = direct_strided.backward_weight(geo, 2 * y, x)
+    assert y.dtype == np.float32 and dw.dtype == np.float32
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    scale = max(1.0, float(np.abs(wt.grad.numpy()).max()))
+    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding", [*RESNET, ((9, 6, 15, 13), (12, 3, 3, 3), 1)])
+def test_strided_direct_gives_the_same_bits_for_1_2_and_3_threads(x_shape, w_shape, padding):
+    rng = np.random.default_rng(1)
+    x_shape = (9, *x_shape[1:])  # an odd batch: three ranges of images, an extra zero image for grad-weight
+    groups = x_shape[1] // w_shape[1]
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape, (w_shape[0],)))
+    geo = K.ConvGeometry.of(x_shape, w_shape, (2, 2), ((padding,) * 2,) * 2, (1, 1), groups)
+    dy = _channel_major(rng.standard_normal(geo.y_shape).astype(np.float32))
+    out = []
+    for threads in (1, 2, 3):
+        with runtime.scoped(backend="numba", threads=threads):
+            out.append((direct_strided.forward(geo, x, w, b), direct_strided.backward_weight(geo, dy, x)))
+    for other in out[1:]:
+        for a, c in zip(out[0], other, strict=True):
+            np.testing.assert_array_equal(a, c)
+
+
+_BITS = textwrap.dedent("""
+    import numpy as np
+    from numcnn.kernels.conv import direct_strided
+    from numcnn.kernels.conv.geometry import ConvGeometry
+    from numcnn.kernels.runtime import runtime
+    from thread_bits import digest
+    rng = np.random.default_rng(3)
+    layers = [ConvGeometry.of((7, 16, 28, 28), (32, 16, 3, 3), (2, 2), ((1, 1), (1, 1))),
+              ConvGeometry.of((5, 32, 14, 14), (64, 32, 1, 1), (2, 2))]
+    data = [(g, *(rng.standard_normal(s).astype(np.float32) for s in (g.x_shape, g.w_shape, (g.k,), g.y_shape)))
+            for g in layers]
+    out = []
+    for threads in (1, 2, 3):
+        with runtime.scoped(threads=threads):
+            out.append(digest(a for g, x, w, b, dy in data for a in (direct_strided.forward(g, x, w, b),
+                                                                       direct_strided.backward_weight(g, dy, x))))
+    print(" ".join(out))
+""")
+
+
+def test_strided_direct_same_bits_in_a_fresh_process():
+    assert_same_bits_for_1_2_and_3_threads(_BITS)
+
+
+def test_strided_direct_refuses_stride_1():
+    geo = K.ConvGeometry.of((1, 1, 5, 5), (1, 1, 3, 3))
+    assert not direct_strided.supported(geo)
+    assert direct_strided.supported(K.ConvGeometry.of((1, 1, 5, 5), (1, 1, 3, 3), (1, 2)))
+    with pytest.raises(ValueError, match="stride > 1"):
+        direct_strided.forward(geo, np.zeros(geo.x_shape), np.zeros(geo.w_shape), None)
+
+
+def test_kept_phases_of_another_dtype_or_batch_are_not_used():
+    geo = K.ConvGeometry.of((3, 2, 7, 7), (4, 2, 3, 3), (2, 2), ((1, 1), (1, 1)))
+    rng = np.random.default_rng(2)
+    x, w, dy = (rng.standard_normal(s) for s in (geo.x_shape, geo.w_shape, geo.y_shape))
+    with runtime.scoped(backend="numba"):
+        _, phases = direct_strided.forward(geo, x.astype(np.float32), w, None, keep=True)
+        dw = direct_strided.backward_weight(geo, dy, x, phases)  # float64 dy: float32 phases not used
+        np.testing.assert_allclose(dw, reference.backward_weight(geo, dy, x), rtol=1e-10, atol=1e-10)
+        _, phases = direct_strided.forward(geo.with_batch(2), x[:2], w, None, keep=True)  # another batch size
+        np.testing.assert_array_equal(direct_strided.backward_weight(geo, dy, x, phases), dw)
+        _, phases = direct_strided.forward(geo, x.astype(np.float32), w, None, keep=True)
+        with pytest.raises(ValueError, match="x may be None only"):
+            direct_strided.backward_weight(geo, dy, None, phases)
