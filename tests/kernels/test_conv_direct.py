@@ -12,21 +12,10 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
+from layouts import channel_major, in_layout  # noqa: E402
 from numcnn.kernels import conv as K  # noqa: E402
 from numcnn.kernels.conv import direct, reference  # noqa: E402
 from numcnn.kernels.runtime import runtime  # noqa: E402
-
-
-def _channel_major(a):
-    """The same values laid out like a conv output: a (C, N, H, W) buffer seen as NCHW."""
-    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-
-
-def _strided(a):
-    """The same values as a view with gaps between rows (last axis not unit-stride either)."""
-    big = np.zeros((*a.shape[:3], 2 * a.shape[3] + 1), dtype=a.dtype)
-    big[..., ::2][..., : a.shape[3]] = a
-    return big[..., ::2][..., : a.shape[3]]
 
 
 @st.composite
@@ -43,12 +32,8 @@ def geometries(draw):
                              ((pads[0], pads[1]), (pads[2], pads[3])), (dh, dw), groups)
 
 
-def _layout(a, which):
-    return {"plain": a, "channel_major": _channel_major(a), "strided": _strided(a)}[which]
-
-
 @settings(max_examples=60, deadline=None)
-@given(geo=geometries(), seed=st.integers(0, 2**16), layout=st.sampled_from(["plain", "channel_major", "strided"]),
+@given(geo=geometries(), seed=st.integers(0, 2**16), layout=st.sampled_from(["nchw", "channel_major", "strided"]),
        crop=st.booleans())
 def test_direct_matches_the_seven_loops_float64(geo, seed, layout, crop):
     rng = np.random.default_rng(seed)
@@ -62,9 +47,9 @@ def test_direct_matches_the_seven_loops_float64(geo, seed, layout, crop):
     with runtime.scoped(backend="numba", memory_budget=4096):
         for p in runtime.pool.arrays():
             p.fill(np.nan)  # stale pooled memory must not leak into the padded planes, grids or accumulators
-        y = direct.forward(geo, _layout(x, layout), w, b)
-        dx = direct.backward_input(geo, _layout(dy, layout), w)
-        dw = direct.backward_weight(geo, _layout(dy, layout), _layout(x, layout))
+        y = direct.forward(geo, in_layout(x, layout), w, b)
+        dx = direct.backward_input(geo, in_layout(dy, layout), w)
+        dw = direct.backward_weight(geo, in_layout(dy, layout), in_layout(x, layout))
     for got, ref in ((y, y_ref), (dx, dx_ref), (dw, dw_ref)):
         assert got.dtype == np.float64 and got.shape == ref.shape
         np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
@@ -144,7 +129,7 @@ def test_direct_gives_the_same_bits_for_1_2_and_3_threads(x_shape, w_shape, padd
     rng = np.random.default_rng(1)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape, (w_shape[0],)))
     geo = K.ConvGeometry.of(x_shape, w_shape, (1, 1), ((padding,) * 2,) * 2, (1, 1), groups)
-    dy = _channel_major(rng.standard_normal(geo.y_shape).astype(np.float32))
+    dy = channel_major(rng.standard_normal(geo.y_shape).astype(np.float32))
     out = []
     for threads in (1, 2, 3):
         with runtime.scoped(backend="numba", threads=threads):
@@ -189,7 +174,7 @@ def test_direct_one_input_channel_float64_and_grid_rows(n, k, hw, r, seed):
         grid = direct._forward_grid(geo)
         kg4 = -(-k // 4) * 4
         out = np.full((n, kg4, grid.length(*geo.out_hw) + 3), np.nan)
-        direct._grid_rows(_strided(dy), 1, out, grid.pitch, 0, n)
+        direct._grid_rows(in_layout(dy, "strided"), 1, out, grid.pitch, 0, n)
     np.testing.assert_allclose(y, reference.forward(geo, x, w) + b[:, None, None], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dw, reference.backward_weight(geo, dy, x), rtol=1e-10, atol=1e-10)
     want = np.zeros_like(out)

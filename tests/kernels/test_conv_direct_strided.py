@@ -14,27 +14,12 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
+from layouts import channel_major, in_layout  # noqa: E402
 from numcnn.kernels import conv as K  # noqa: E402
 from numcnn.kernels import workspace  # noqa: E402
 from numcnn.kernels.conv import direct_strided, reference  # noqa: E402
 from numcnn.kernels.runtime import runtime  # noqa: E402
 from thread_bits import assert_same_bits_for_1_2_and_3_threads  # noqa: E402
-
-
-def _channel_major(a):
-    """The same values laid out like a conv output: a (C, N, H, W) buffer seen as NCHW."""
-    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-
-
-def _strided(a):
-    """The same values as a view with gaps between rows (last axis not unit-stride either)."""
-    big = np.zeros((*a.shape[:3], 2 * a.shape[3] + 1), dtype=a.dtype)
-    big[..., ::2][..., : a.shape[3]] = a
-    return big[..., ::2][..., : a.shape[3]]
-
-
-def _layout(a, which):
-    return {"plain": a, "channel_major": _channel_major(a), "strided": _strided(a)}[which]
 
 
 @st.composite
@@ -61,15 +46,15 @@ def _check_against_reference(geo, seed, layout, crop):
     y_ref = reference.forward(geo, x, w) + b[:, None, None]
     dw_ref = reference.backward_weight(geo, dy, x)
     with runtime.scoped(backend="numba", memory_budget=4096):
-        first = (direct_strided.forward(geo, _layout(x, layout), w, b),
-                 direct_strided.backward_weight(geo, _layout(dy, layout), _layout(x, layout)))
+        first = (direct_strided.forward(geo, in_layout(x, layout), w, b),
+                 direct_strided.backward_weight(geo, in_layout(dy, layout), in_layout(x, layout)))
         for p in runtime.pool.arrays():
             p.fill(np.nan)  # stale pooled memory (the phases, the dy grid) must not leak into a second call
-        y = direct_strided.forward(geo, _layout(x, layout), w, b)
-        dw = direct_strided.backward_weight(geo, _layout(dy, layout), _layout(x, layout))
+        y = direct_strided.forward(geo, in_layout(x, layout), w, b)
+        dw = direct_strided.backward_weight(geo, in_layout(dy, layout), in_layout(x, layout))
         # the forward's phases kept for grad-weight (x not needed then): the same bits
-        y_kept, phases = direct_strided.forward(geo, _layout(x, layout), w, b, keep=True)
-        dw_kept = direct_strided.backward_weight(geo, _layout(dy, layout), None, phases)
+        y_kept, phases = direct_strided.forward(geo, in_layout(x, layout), w, b, keep=True)
+        dw_kept = direct_strided.backward_weight(geo, in_layout(dy, layout), None, phases)
         assert not any(a is phases for a in runtime.pool.arrays())  # still the caller's
         workspace.give(phases)
     for got, ref, again, kept in ((y, y_ref, first[0], y_kept), (dw, dw_ref, first[1], dw_kept)):
@@ -80,7 +65,7 @@ def _check_against_reference(geo, seed, layout, crop):
 
 
 @settings(max_examples=80, deadline=None)
-@given(geo=geometries(), seed=st.integers(0, 2**16), layout=st.sampled_from(["plain", "channel_major", "strided"]),
+@given(geo=geometries(), seed=st.integers(0, 2**16), layout=st.sampled_from(["nchw", "channel_major", "strided"]),
        crop=st.booleans())
 def test_strided_direct_matches_the_seven_loops_float64(geo, seed, layout, crop):
     _check_against_reference(geo, seed, layout, crop)
@@ -100,7 +85,7 @@ def test_strided_direct_matches_the_seven_loops_float64(geo, seed, layout, crop)
 ])
 def test_strided_direct_named_layers_float64(x_shape, w_shape, stride, padding, dilation, groups):
     geo = K.ConvGeometry.of(x_shape, w_shape, stride, padding, dilation, groups)
-    for layout in ("plain", "strided"):
+    for layout in ("nchw", "strided"):
         _check_against_reference(geo, sum(x_shape), layout, crop=False)
 
 
@@ -115,8 +100,8 @@ def test_the_phase_layout_is_written_in_full(geo, seed):
     out = np.full((geo.n, geo.c * ph.plane + 5), np.nan)
     rows, cols = direct_strided._phase_index(ph)
     with runtime.scoped(backend="numba"):
-        direct_strided._pad_phases(_strided(x), geo.top, geo.left, *geo.padded_hw, ph.sh, ph.sw, rows, cols, ph.hq,
-                                   ph.pitch, out, 0, geo.n)
+        direct_strided._pad_phases(in_layout(x, "strided"), geo.top, geo.left, *geo.padded_hw, ph.sh, ph.sw, rows,
+                                   cols, ph.hq, ph.pitch, out, 0, geo.n)
     (top, bottom), (left, right) = geo.padding
     xpad = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
     big = np.zeros((*xpad.shape[:2], xpad.shape[2] + 8 * ph.sh, xpad.shape[3] + 8 * ph.sw))
@@ -170,7 +155,7 @@ def test_strided_direct_gives_the_same_bits_for_1_2_and_3_threads(x_shape, w_sha
     groups = x_shape[1] // w_shape[1]
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape, (w_shape[0],)))
     geo = K.ConvGeometry.of(x_shape, w_shape, (2, 2), ((padding,) * 2,) * 2, (1, 1), groups)
-    dy = _channel_major(rng.standard_normal(geo.y_shape).astype(np.float32))
+    dy = channel_major(rng.standard_normal(geo.y_shape).astype(np.float32))
     out = []
     for threads in (1, 2, 3):
         with runtime.scoped(backend="numba", threads=threads):
