@@ -305,13 +305,10 @@ def _forward_grid(geo: ConvGeometry) -> _Grid:
 def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """y (N, K, Ho, Wo) in x's dtype."""
     _check(geo)
-    dt = x.dtype
-    wt = _in_fours(w.astype(dt, copy=False).reshape(geo.groups, geo.kg, -1))
-    bias = np.zeros(geo.k, dt) if b is None else b.astype(dt, copy=False)
-    bias = _in_fours(bias.reshape(geo.groups, geo.kg, 1)).reshape(-1)
+    wt, bias = _filters(geo, w, b, x.dtype)
     grid = _forward_grid(geo)
     offs = grid.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
-    y = np.empty(geo.y_shape, dtype=dt)
+    y = np.empty(geo.y_shape, dtype=x.dtype)
     return _run_correlate(x, geo.top, geo.left, grid, wt, offs, bias, y)
 
 
@@ -334,19 +331,33 @@ def backward_input(geo: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarr
 def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     """dw (K, C/G, R, S) in dy's dtype. dy may be cropped (a transposed convolution's)."""
     _check(geo)
-    dt = dy.dtype
     grid = _forward_grid(geo)
     offs = grid.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
-    xpad = _padded(x.astype(dt, copy=False), geo.top, geo.left, grid, even=True)
+    xpad = _padded(x.astype(dy.dtype, copy=False), geo.top, geo.left, grid, even=True)
+    dw = _run_weight_grad(geo, dy, xpad, grid.plane, grid.pitch, grid.length(*dy.shape[2:]), offs)
+    workspace.give(xpad)
+    return dw
+
+
+def _filters(geo: ConvGeometry, w: np.ndarray, b: np.ndarray | None, dt) -> tuple[np.ndarray, np.ndarray]:
+    """(wt, bias) as ``_correlate`` reads them: each group's filters (and biases, zero without b) in fours."""
+    wt = _in_fours(w.astype(dt, copy=False).reshape(geo.groups, geo.kg, -1))
+    bias = np.zeros(geo.k, dt) if b is None else b.astype(dt, copy=False)
+    return wt, _in_fours(bias.reshape(geo.groups, geo.kg, 1)).reshape(-1)
+
+
+def _run_weight_grad(geo: ConvGeometry, dy: np.ndarray, xpad: np.ndarray, plane: int, pitch: int, length: int,
+                     offs: np.ndarray) -> np.ndarray:
+    """dw (K, C/G, R, S) in dy's dtype from the laid-out input xpad (an even number of images) and dy laid on the
+    grid of ``pitch`` (``length`` positions): ``_weight_grad`` over blocks of four output channels."""
+    dt = dy.dtype
     kg4 = -(-geo.kg // 4) * 4
-    dybuf, dyg = _aligned((len(xpad), geo.groups * kg4, grid.length(*dy.shape[2:])), dt)
+    dybuf, dyg = _aligned((len(xpad), geo.groups * kg4, length), dt)
     dyg[geo.n :] = 0  # an odd batch's extra image
-    parallel.run(lambda b: _grid_rows(dy, geo.groups, dyg, grid.pitch, b[0], b[1]), _image_ranges(geo.n),
-                 blas=False)
+    parallel.run(lambda b: _grid_rows(dy, geo.groups, dyg, pitch, b[0], b[1]), _image_ranges(geo.n), blas=False)
     acc = np.zeros((geo.groups * kg4, offs.size))
     # Blocks of four output channels (a block's taps read its group's planes only), one item each.
-    parallel.run(lambda k0: _weight_grad(xpad, grid.plane, dyg, offs, acc, dt.type(0), k0), range(0, len(acc), 4),
+    parallel.run(lambda k0: _weight_grad(xpad, plane, dyg, offs, acc, dt.type(0), k0), range(0, len(acc), 4),
                  blas=False)
-    workspace.give(xpad)
     workspace.give(dybuf)
     return acc.reshape(geo.groups, kg4, -1)[:, : geo.kg].astype(dt).reshape(geo.w_shape)

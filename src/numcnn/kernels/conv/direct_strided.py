@@ -57,7 +57,7 @@ import numpy as np
 from .. import parallel, workspace
 from ..jit import kernel
 from . import direct
-from .direct import _aligned, _image_ranges
+from .direct import _image_ranges
 from .geometry import ConvGeometry
 
 __all__ = ["backward_weight", "forward", "grid_overhead", "supported"]
@@ -194,9 +194,7 @@ def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | Non
     on 28x28)."""
     _check(geo)
     dt = x.dtype
-    wt = direct._in_fours(w.astype(dt, copy=False).reshape(geo.groups, geo.kg, -1))  # as direct.forward's
-    bias = np.zeros(geo.k, dt) if b is None else b.astype(dt, copy=False)
-    bias = direct._in_fours(bias.reshape(geo.groups, geo.kg, 1)).reshape(-1)
+    wt, bias = direct._filters(geo, w, b, dt)
     ph = _phases(geo)
     offs = ph.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
     xpad = _phased(x, geo, ph, even=keep)
@@ -223,16 +221,7 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray | None, pha
     if not kept and x is None:
         raise ValueError("direct_strided.backward_weight: x may be None only with the forward's phases")
     xpad = phases if kept else _phased(x.astype(dt, copy=False), geo, ph, even=True)
-    kg4 = -(-geo.kg // 4) * 4
-    dybuf, dyg = _aligned((len(xpad), geo.groups * kg4, ph.length(*geo.grad_hw(dy.shape))), dt)
-    dyg[geo.n :] = 0  # an odd batch's extra image
-    parallel.run(lambda b: direct._grid_rows(dy, geo.groups, dyg, ph.pitch, b[0], b[1]), _image_ranges(geo.n),
-                 blas=False)
-    acc = np.zeros((geo.groups * kg4, offs.size))
-    # Blocks of four output channels (a block's taps read its group's planes only), one item each.
-    parallel.run(lambda k0: direct._weight_grad(xpad, ph.plane, dyg, offs, acc, dt.type(0), k0),
-                 range(0, len(acc), 4), blas=False)
+    dw = direct._run_weight_grad(geo, dy, xpad, ph.plane, ph.pitch, ph.length(*geo.grad_hw(dy.shape)), offs)
     if not kept:
         workspace.give(xpad)
-    workspace.give(dybuf)
-    return acc.reshape(geo.groups, kg4, -1)[:, : geo.kg].astype(dt).reshape(geo.w_shape)
+    return dw
