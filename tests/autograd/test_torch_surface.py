@@ -231,6 +231,53 @@ def test_grad_fn_graph_walks_as_pytorchs():
     assert ours.grad_fn.name() == "SumBackward0"  # the node keeps its name after backward freed its values
 
 
+NODE_CASES = {  # PyTorch's node name for each operation a CNN script records
+    "conv2d": lambda L, x, a: L.nn.functional.conv2d(x, L.ones(4, 3, 3, 3)),
+    "conv_transpose2d": lambda L, x, a: L.nn.functional.conv_transpose2d(x, L.ones(3, 2, 3, 3)),
+    "linear": lambda L, x, a: L.nn.functional.linear(a, L.ones(3, 4), L.ones(3)),
+    "linear, no bias": lambda L, x, a: L.nn.functional.linear(a, L.ones(3, 4)),
+    "matmul": lambda L, x, a: a @ L.ones(4, 2),
+    "max_pool2d": lambda L, x, a: L.nn.functional.max_pool2d(x, 2),
+    "avg_pool2d": lambda L, x, a: L.nn.functional.avg_pool2d(x, 2),
+    "adaptive_avg_pool2d": lambda L, x, a: L.nn.functional.adaptive_avg_pool2d(x, (2, 2)),
+    "batch_norm": lambda L, x, a: L.nn.functional.batch_norm(x, L.zeros(3), L.ones(3), training=True),
+    "layer_norm": lambda L, x, a: L.nn.functional.layer_norm(x, (8,)),
+    "relu": lambda L, x, a: L.nn.functional.relu(x),
+    "leaky_relu": lambda L, x, a: L.nn.functional.leaky_relu(x),
+    "elu": lambda L, x, a: L.nn.functional.elu(x),
+    "gelu": lambda L, x, a: L.nn.functional.gelu(x),
+    "dropout": lambda L, x, a: L.nn.functional.dropout(x, 0.5, True),
+    "cross_entropy": lambda L, x, a: L.nn.functional.cross_entropy(a, L.tensor([0, 1, 2, 3, 0])),
+    "nll_loss": lambda L, x, a: L.nn.functional.nll_loss(a, L.tensor([0, 1, 2, 3, 0])),
+    "view": lambda L, x, a: x.view(2, -1),
+    "flatten": lambda L, x, a: x.flatten(1),
+    "x[0]": lambda L, x, a: x[0],
+    "x[:, 1:]": lambda L, x, a: x[:, 1:],
+    "x[[0, 1]]": lambda L, x, a: x[[0, 1]],
+    "double": lambda L, x, a: x.double(),
+    "sum": lambda L, x, a: x.sum(),
+    "sum(1)": lambda L, x, a: x.sum(1),
+    "mean": lambda L, x, a: x.mean(),
+    "mean(1)": lambda L, x, a: x.mean(1),
+    "max": lambda L, x, a: x.max(),
+    "max(1)": lambda L, x, a: x.max(1)[0],
+    "min": lambda L, x, a: x.min(),
+    "clamp": lambda L, x, a: x.clamp(0, 1),
+    "x ** 2": lambda L, x, a: x**2,
+    "x ** x": lambda L, x, a: x.abs() ** x,
+    "2 ** x": lambda L, x, a: 2**x,
+}
+
+
+@pytest.mark.parametrize("case", sorted(NODE_CASES))
+def test_grad_fn_names_are_pytorchs(case):
+    rng = np.random.default_rng(0)
+    x, a = rng.standard_normal((2, 3, 8, 8)).astype(np.float32), rng.standard_normal((5, 4)).astype(np.float32)
+    names = [NODE_CASES[case](L, L.tensor(x, requires_grad=True), L.tensor(a, requires_grad=True)).grad_fn.name()
+             for L in (numcnn, torch)]
+    assert names[0] == names[1]
+
+
 # -- generators, outer, format ------------------------------------------------------------------------------------
 
 def test_generator_seeds_and_states_as_pytorchs():

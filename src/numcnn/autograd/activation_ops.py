@@ -13,6 +13,8 @@ from .function import Function
 
 
 class ReLU(Function):
+    node_name = "ReluBackward0"
+
     @staticmethod
     def forward(ctx, x):
         y = KA.relu(x)
@@ -25,6 +27,8 @@ class ReLU(Function):
 
 
 class LeakyReLU(Function):
+    node_name = "LeakyReluBackward0"
+
     @staticmethod
     def forward(ctx, x, slope):
         ctx.save_for_backward(x)
@@ -37,6 +41,8 @@ class LeakyReLU(Function):
 
 
 class ELU(Function):
+    node_name = "EluBackward0"
+
     @staticmethod
     def forward(ctx, x, alpha):
         y = KA.elu(x, alpha)
@@ -51,6 +57,8 @@ class ELU(Function):
 
 
 class GELU(Function):
+    node_name = "GeluBackward0"
+
     @staticmethod
     def forward(ctx, x, approximate):
         ctx.save_for_backward(x)

@@ -114,6 +114,15 @@ class Function:
     #: Consumer Function class -> name of a static method ``(ctx, consumer_ctx, grad)`` that gives this Function's
     #: input gradients from the gradient of the consumer's output (autograd/engine.py, "Fused backwards"). Read only.
     fused_backward: dict = {}
+    #: ``grad_fn.name()`` of this Function's nodes: PyTorch's name for the same operation ("ConvolutionBackward0"),
+    #: or, when unset, the class name with "Backward0" (``backward_name``). Where PyTorch's name depends on the
+    #: call (a sum over everything or along a dim), a function of the Tensors and options ``apply`` was given.
+    node_name = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("node_name") is None:
+            cls.node_name = backward_name(cls)
 
     @staticmethod
     def forward(ctx: Context, *args, **kwargs):  # pragma: no cover - interface
@@ -151,7 +160,8 @@ class Function:
         result = Tensor._make(out, record)
         if record:
             ctx.fn = cls
-            ctx._name = backward_name(cls)
+            name = cls.node_name
+            ctx._name = name if name.__class__ is str else name(*args, **kwargs)
             ctx._tensors = tuple(isinstance(a, (Tensor, np.ndarray)) or i < cls.n_inputs for i, a in enumerate(args))
             ctx.parents = tuple(a if n else None for a, n in zip(args, needs))
             result._ctx = ctx

@@ -6,6 +6,8 @@ Binary operations broadcast as NumPy does; their backward sums the gradient back
 
 from __future__ import annotations
 
+from numbers import Number
+
 import numpy as np
 
 from .function import Function
@@ -106,6 +108,10 @@ class Pow(Function):
     """a ** b where either side may be a Python scalar."""
 
     @staticmethod
+    def node_name(a, b):  # PyTorch: tensor ** scalar, tensor ** tensor, scalar ** tensor
+        return "PowBackward2" if isinstance(a, Number) else "PowBackward0" if isinstance(b, Number) else "PowBackward1"
+
+    @staticmethod
     def forward(ctx, a, b):
         out = a**b
         ctx.save_for_backward(a, b, out)
@@ -128,6 +134,8 @@ class Pow(Function):
 
 
 class MatMul(Function):
+    node_name = "MmBackward0"
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -207,6 +215,8 @@ class Abs(Function):
 
 
 class Clamp(Function):
+    node_name = "ClampBackward1"
+
     @staticmethod
     def forward(ctx, a, lo=None, hi=None):
         ctx.save_for_backward(a)
@@ -226,6 +236,8 @@ class Clamp(Function):
 
 
 class Cast(Function):
+    node_name = "ToCopyBackward0"
+
     @staticmethod
     def forward(ctx, a, dtype):
         ctx.dtype = a.dtype
@@ -260,6 +272,8 @@ def _expand_grad(g, shape, axes, keepdim):
 
 
 class Sum(Function):
+    node_name = staticmethod(lambda a, dim=None, keepdim=False: f"SumBackward{int(dim is not None)}")
+
     @staticmethod
     def forward(ctx, a, dim=None, keepdim=False):
         ctx.shape = a.shape
@@ -273,6 +287,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    node_name = staticmethod(lambda a, dim=None, keepdim=False: f"MeanBackward{int(dim is not None)}")
+
     @staticmethod
     def forward(ctx, a, dim=None, keepdim=False):
         ctx.shape = a.shape
@@ -312,6 +328,10 @@ class MaxMin(Function):
     (gradient to the index that was returned, the first occurrence)."""
 
     @staticmethod
+    def node_name(a, dim=None, keepdim=False, is_max=True):
+        return f"{'Max' if is_max else 'Min'}Backward{int(dim is None)}"
+
+    @staticmethod
     def forward(ctx, a, dim=None, keepdim=False, is_max=True):
         ctx.shape = a.shape
         ctx.keepdim = keepdim
@@ -346,6 +366,8 @@ class MaxMin(Function):
 
 
 class Reshape(Function):
+    node_name = "ViewBackward0"
+
     @staticmethod
     def forward(ctx, a, shape):
         ctx.shape = a.shape
@@ -379,6 +401,13 @@ class Expand(Function):
 
 
 class GetItem(Function):
+    @staticmethod
+    def node_name(a, index):  # PyTorch: x[0], x[1:], x[[0, 1]] (a mixed index makes a node per step there)
+        parts = index if isinstance(index, tuple) else (index,)
+        if all(isinstance(i, (int, np.integer, slice, type(None), type(Ellipsis))) for i in parts):
+            return "SelectBackward0" if any(isinstance(i, (int, np.integer)) for i in parts) else "SliceBackward0"
+        return "IndexBackward0"
+
     @staticmethod
     def forward(ctx, a, index):
         ctx.shape = a.shape

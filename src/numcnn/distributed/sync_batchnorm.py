@@ -28,6 +28,8 @@ class _SyncBatchNormTrain(Function):
     the (C,) per-rank statistics travel and are combined in float64 (exact counts; Chan's formula, in rank
     order, so every rank gets the same bits), then cast back to x's dtype."""
 
+    node_name = "SyncBatchNormBackward"
+
     @staticmethod
     def forward(ctx, x, w, b, eps, comm, stats):
         shape3 = _channels_last_fold(x)

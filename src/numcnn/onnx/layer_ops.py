@@ -81,6 +81,8 @@ def _geometry(node, x, kernel, nd):
 class _Pad(Function):
     """np.pad with widths ((before, after), ...) >= 0 in mode constant / reflect / edge / wrap."""
 
+    node_name = "ConstantPadNdBackward0"
+
     @staticmethod
     def forward(ctx, x, widths, mode, value):
         ctx.x_shape, ctx.widths, ctx.mode = x.shape, widths, mode

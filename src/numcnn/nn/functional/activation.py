@@ -15,6 +15,8 @@ from ._checks import check_tensor
 class _MulMask(Function):
     """x * mask with a constant mask (dropout)."""
 
+    node_name = "MulBackward0"  # dropout: PyTorch multiplies by the scaled mask too
+
     @staticmethod
     def forward(ctx, x, mask):
         ctx.mask = mask

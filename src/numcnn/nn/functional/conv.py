@@ -17,6 +17,8 @@ ALGORITHMS = K.ALGORITHMS + tuple(K.ALIASES)
 
 
 class _Conv2d(Function):
+    node_name = "ConvolutionBackward0"
+
     @staticmethod
     def forward(ctx, x, w, b, geo, algorithm):
         if algorithm == "auto":  # a tuned or checkpointed choice, else "auto": the kernels pick per pass
@@ -134,6 +136,8 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 
 
 class _ConvTranspose2d(Function):
+    node_name = "ConvolutionBackward0"
+
     @staticmethod
     def forward(ctx, x, w, b, conf, algorithm):
         ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, w)

@@ -46,6 +46,11 @@ class _SoftTargetLoss(Function):
     indices, no label smoothing): no dense q is built, the forward keeps the softmax, and the backward is one pass
     over it (``KS.cross_entropy_index_forward``/``_backward``)."""
 
+    # One node where PyTorch has NllLoss over LogSoftmax; class-index targets come as an array, not a Tensor.
+    @staticmethod
+    def node_name(rows, q, *options):
+        return "SoftTargetLossBackward0" if isinstance(q, Tensor) else "NllLossBackward0"
+
     @staticmethod
     def forward(ctx, x, q, denom, reduction, from_logits):
         ctx.denom, ctx.reduction, ctx.from_logits = denom, reduction, from_logits
@@ -233,6 +238,8 @@ def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 class _BCEWithLogits(Function):
     """loss = (1 - t) x + l * softplus(-x), l = 1 + (pos_weight - 1) t; d/dx = (1 - t) - l * sigmoid(-x)."""
+
+    node_name = "BinaryCrossEntropyWithLogitsBackward0"
 
     @staticmethod
     def forward(ctx, x, t, pos_weight):

@@ -10,6 +10,8 @@ from ._checks import check_same_dtype, check_tensor
 
 
 class _BatchNormTrain(Function):
+    node_name = "NativeBatchNormBackward0"
+
     # When this batch norm's output goes to a ReLU and nowhere else, the engine hands the ReLU output's gradient
     # here (autograd/engine.py, "Fused backwards"): Conv-BN-ReLU's backward skips the ReLU's pass and its array.
     fused_backward = {ReLU: "backward_after_relu"}
@@ -40,6 +42,8 @@ class _BatchNormTrain(Function):
 
 
 class _BatchNormEval(Function):
+    node_name = "NativeBatchNormBackward0"
+
     @staticmethod
     def forward(ctx, x, w, b, running_mean, running_var, eps, axes):
         if any(ctx.needs_input_grad):  # (no backward can run otherwise: no copies of the statistics to keep)
@@ -120,6 +124,8 @@ def _batch_norm_eval_relu(input: Tensor, running_mean: Tensor, running_var: Tens
 
 
 class _LayerNorm(Function):
+    node_name = "NativeLayerNormBackward0"
+
     @staticmethod
     def forward(ctx, x, w, b, k, eps):
         y, mean, invstd = K.layer_norm_forward(x, k, w, b, eps)

@@ -9,6 +9,8 @@ from ._checks import ArgCache, as_tuple, check_tensor, plain
 
 
 class _MaxPool2d(Function):
+    node_name = "MaxPool2DWithIndicesBackward0"
+
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, dilation, ceil_mode):
         y, saved = K.max_pool2d_train_forward(x, kernel, stride, padding, dilation, ceil_mode)
@@ -23,6 +25,8 @@ class _MaxPool2d(Function):
 
 
 class _AvgPool2d(Function):
+    node_name = "AvgPool2DBackward0"
+
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
         ctx.x_shape = x.shape
@@ -35,6 +39,8 @@ class _AvgPool2d(Function):
 
 
 class _AdaptiveAvgPool2d(Function):
+    node_name = "AdaptiveAvgPool2DBackward0"
+
     @staticmethod
     def forward(ctx, x, output_size):
         ctx.x_shape = x.shape
