@@ -85,6 +85,36 @@ def test_direct_tiles_on_odd_shapes_float64(x_shape, w_shape, padding, dilation,
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding, dilation, groups", [
+    ((3, 16, 14, 14), (32, 16, 5, 5), 2, 1, 1),  # convnet's second layer (grad-input: 16 channels of 800 taps)
+    ((2, 32, 9, 9), (32, 16, 3, 3), 1, 1, 2),  # groups of sixteen
+    ((1, 8, 1, 1), (8, 8, 1, 1), 0, 1, 1),  # one output: a tile past the map
+    ((2, 3, 3, 40), (16, 3, 3, 3), 1, 2, 1),  # rows wider than a tile, dilation
+    ((2, 4, 5, 7), (24, 4, 3, 3), (2, 0), 1, 1),  # 35 positions: the last tile moved back
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_eight_channel_tiles_give_the_four_channel_bits(x_shape, w_shape, padding, dilation, groups, dtype,
+                                                        monkeypatch):
+    """``_correlate8`` (eight output channels per tile, for layers of 256 or more taps) sums every output in the
+    same order as ``_correlate``: forward and grad-input give the same bits both ways, and match the seven loops."""
+    pad = padding if isinstance(padding, tuple) else (padding, padding)
+    geo = K.ConvGeometry.of(x_shape, w_shape, (1, 1), ((pad[0],) * 2, (pad[1],) * 2), (dilation,) * 2, groups)
+    rng = np.random.default_rng(sum(x_shape))
+    x, w, b, dy = (rng.standard_normal(s).astype(dtype) for s in (geo.x_shape, geo.w_shape, (geo.k,), geo.y_shape))
+    out = {}
+    with runtime.scoped(backend="numba"):
+        for taps in (10**9, 1):  # four channels per tile everywhere, then eight wherever a group has 8k channels
+            monkeypatch.setattr(direct, "EIGHT_TAPS", taps)
+            for p in runtime.pool.arrays():
+                p.fill(np.nan)
+            out[taps] = direct.forward(geo, x, w, b), direct.backward_input(geo, dy, w)
+    for four, eight in zip(out[10**9], out[1], strict=True):
+        np.testing.assert_array_equal(four, eight)
+    if dtype == np.float64:
+        np.testing.assert_allclose(out[1][0], reference.forward(geo, x, w) + b[:, None, None], rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(out[1][1], reference.backward_input(geo, dy, w), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding, dilation, groups", [
     ((5, 1, 28, 28), (16, 1, 5, 5), 2, 1, 1),  # convnet's first layer
     ((3, 16, 14, 14), (32, 16, 5, 5), 2, 1, 1),  # convnet's second layer
     ((1, 1, 28, 28), (16, 1, 5, 5), 2, 1, 1),  # convnet's first layer at batch 1

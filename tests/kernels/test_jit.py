@@ -73,3 +73,32 @@ def test_helpers_refuse_python_calls_and_kernels_without_them_are_left_alone():
     made = jit._with_intrinsics(_copy_runs.fn)
     assert made is not _copy_runs.fn and made.__qualname__ == _copy_runs.fn.__qualname__
     assert made.__globals__["copy_run"] is not copy_run and "stack_array" not in jit._names(_copy_runs.fn.__code__)
+
+
+@kernel(inline=True)
+def _axpy(a, x, y):
+    for i in range(len(x)):
+        y[i] += a * x[i]
+
+
+@kernel
+def _sum_of_squares(x):
+    s = 0.0
+    for v in x:
+        s += v * v
+    return s
+
+
+@kernel
+def _calls_helpers(x, y):
+    """y += 2x through an inlined helper, then y[0] += sum(x**2) through a helper compiled on its own."""
+    _axpy(2.0, x, y)
+    y[0] += _sum_of_squares(x)
+
+
+def test_kernels_call_other_kernels():
+    x, y = np.arange(5.0), np.ones(5)
+    _calls_helpers(x, y)
+    np.testing.assert_array_equal(y, np.array([1 + 30, 3, 5, 7, 9]))
+    assert _sum_of_squares(x) == 30.0  # a helper is still a kernel of its own, callable from Python
+    assert jit._with_intrinsics(_calls_helpers.fn).__globals__["_axpy"] is _axpy._compile()

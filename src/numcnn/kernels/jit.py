@@ -33,7 +33,9 @@ Two helpers compile to single LLVM instructions (import them from here; called f
 - ``copy_run(dst, i, src, j, n)``: dst[i : i + n] = src[j : j + n] for n <= 16 floats, as masked vector copies.
 
 ``Kernel._compile`` hands them to a kernel whose code names them (a copy of the function with the intrinsics in
-its globals); Numba's on-disk cache does not see changes to their code (clear it after editing them).
+its globals); Numba's on-disk cache does not see changes to their code (clear it after editing them). A kernel may
+also call another kernel (a helper that several share): it gets the helper's compiled code the same way, and the
+same caveat holds for the helper's code.
 """
 
 from __future__ import annotations
@@ -160,14 +162,17 @@ def _names(code) -> set[str]:
 
 
 def _with_intrinsics(fn: Callable) -> Callable:
-    """fn, or a copy of it whose globals map ``stack_array`` and ``copy_run`` to their intrinsics where it names
-    them (made once each)."""
-    used = _names(fn.__code__) & _MAKERS.keys()
-    if not used:
+    """fn, or a copy of it whose globals map ``stack_array`` and ``copy_run`` to their intrinsics and other kernels
+    to their compiled code, where it names them (made once each)."""
+    names = _names(fn.__code__)
+    used = names & _MAKERS.keys()
+    helpers = {name: fn.__globals__[name] for name in names if isinstance(fn.__globals__.get(name), Kernel)}
+    if not used and not helpers:
         return fn
     for name in used - _intrinsics.keys():
         _intrinsics[name] = _MAKERS[name]()
-    new = types.FunctionType(fn.__code__, {**fn.__globals__, **{name: _intrinsics[name] for name in used}},
+    compiled = {name: helper._compile() for name, helper in helpers.items()}
+    new = types.FunctionType(fn.__code__, {**fn.__globals__, **{name: _intrinsics[name] for name in used}, **compiled},
                              fn.__name__, fn.__defaults__, fn.__closure__)
     new.__qualname__, new.__module__, new.__doc__ = fn.__qualname__, fn.__module__, fn.__doc__
     return new
@@ -186,9 +191,10 @@ def use_compiled() -> bool:
 class Kernel:
     """A function compiled on its first call; called like the function."""
 
-    def __init__(self, fn: Callable, fastmath=None):
+    def __init__(self, fn: Callable, fastmath=None, inline: bool = False):
         self.fn, self.name = fn, fn.__name__
         self.fastmath = fastmath  # Numba's fastmath flags, e.g. {"contract"}: a*b + c as one FMA (deterministic)
+        self.inline = inline  # a helper compiled into each kernel that calls it (Numba's inline="always")
         self._dispatcher = None
         self._lock = threading.Lock()  # two threads making the first call compile once
 
@@ -199,6 +205,8 @@ class Kernel:
                 if not numba:
                     raise RuntimeError(f"{self.name}: the compiled kernels are not available here")
                 options = {} if self.fastmath is None else {"fastmath": self.fastmath}
+                if self.inline:
+                    options["inline"] = "always"
                 self._dispatcher = numba.njit(cache=True, nogil=True, error_model="numpy", **options)(
                     _with_intrinsics(self.fn))
         return self._dispatcher
@@ -213,14 +221,15 @@ class Kernel:
         return out
 
 
-def kernel(fn: Callable | None = None, *, fastmath=None):
+def kernel(fn: Callable | None = None, *, fastmath=None, inline: bool = False):
     """Declare a compiled kernel (see the module docstring): ``@kernel``, or ``@kernel(fastmath={"contract"})`` to
     pass Numba's fastmath flags (``"contract"`` fuses a*b + c into one FMA: the same bits on every call and thread
     count; ``"reassoc"`` lets a sum be split into vector lanes: fixed by the compiled code, so also the same bits
-    whatever the thread count, but not the textbook's left-to-right order)."""
+    whatever the thread count, but not the textbook's left-to-right order). ``inline=True``: a helper that other
+    kernels call, compiled into each of them (no call in their loops)."""
     if fn is None:
-        return lambda f: Kernel(f, fastmath)
-    return Kernel(fn, fastmath)
+        return lambda f: Kernel(f, fastmath, inline)
+    return Kernel(fn, fastmath, inline)
 
 
 def compile_report() -> dict[str, float]:

@@ -56,6 +56,7 @@ TILE = 32  # grid positions of the forward's output tile (x four output channels
 # one thread, interleaved: 16 is 1.3-1.7x slower; 48 and 64 win 5-10% on 1->16 5x5 and 3->32 3x3 but lose as much
 # on 16->32 5x5 and 32->32 3x3 (a 14x14 map's 224 positions are seven tiles of 32, with 48 or 64 the last overlaps)
 SUMS = 4 * TILE  # a tile's numbers (the size of its stack array)
+SUMS8 = 8 * TILE  # the same for eight output channels (``_correlate8``)
 SLACK = TILE  # zeros past each image's planes, which a tile past the last output may read
 
 
@@ -77,6 +78,24 @@ def _pad_planes(x, top, left, out, hp, pitch, n0, n1):
                 src, dst = x[n, c, ih, j0 - left :], o[c * plane + (top + ih) * pitch + j0 :]
                 for j in range(j1 - j0):
                     dst[j] = src[j]
+
+
+@kernel(inline=True)
+def _write_tile(a, y, q0, wo, pitch):
+    """y[j, oh*Wo + ow] = a[j*TILE + q - q0] for the outputs (oh, ow) at grid positions q0 <= q = oh*pitch + ow <
+    q0 + TILE, j < len(y): a tile of sums to the output, a row's run at a time, one masked vector copy per run
+    (``jit.copy_run``), dropping the grid's extra columns. y (channels, Ho*Wo)."""
+    ho = y.shape[1] // wo
+    oh = q0 // pitch  # the row of qv (kept up to date without dividing)
+    for qv in range(q0, q0 + TILE, VECTOR):  # each vector's runs in rows
+        while (oh + 1) * pitch <= qv:
+            oh += 1
+        r = oh
+        while r < ho and r * pitch < qv + VECTOR:
+            lo, hi = max(0, r * pitch - qv), min(VECTOR, r * pitch + wo - qv)
+            for j in range(y.shape[0] if hi > lo else 0):
+                copy_run(y[j], qv - r * (pitch - wo) + lo, a, j * TILE + qv - q0 + lo, hi - lo)
+            r += 1
 
 
 @kernel(fastmath={"contract"})
@@ -114,8 +133,9 @@ def _correlate(xpad, plane, wt, offs, bias, y, wo, pitch, n0, n1):
                         v = xs[i]
                         a[i], a[TILE + i] = a[i] + u0 * v, a[TILE + i] + u1 * v
                         a[2 * TILE + i], a[3 * TILE + i] = a[2 * TILE + i] + u2 * v, a[3 * TILE + i] + u3 * v
+                # out, as _write_tile does (written here: the call measured 3-5% slower on 1->16 and 16->16 layers)
                 oh = q0 // pitch  # the row of qv (kept up to date without dividing)
-                for qv in range(q0, q0 + TILE, VECTOR):  # out: each vector's runs in rows, one masked copy each
+                for qv in range(q0, q0 + TILE, VECTOR):  # each vector's runs in rows, one masked copy each
                     while (oh + 1) * pitch <= qv:
                         oh += 1
                     r = oh
@@ -124,6 +144,44 @@ def _correlate(xpad, plane, wt, offs, bias, y, wo, pitch, n0, n1):
                         for j in range(real if hi > lo else 0):
                             copy_run(y[n0 + n, c + j], qv - r * (pitch - wo) + lo, a, j * TILE + qv - q0 + lo, hi - lo)
                         r += 1
+
+
+@kernel(fastmath={"contract"})
+def _correlate8(xpad, plane, wp, offs, bias, y, wo, pitch, n0, n1):
+    """``_correlate`` eight output channels at a time, for groups of a multiple of eight channels: sixteen vector
+    registers of sums per tile, each load of x feeding eight FMAs instead of four (16->32 5x5, 32->32 3x3 and
+    wider: 10-20% faster; narrower layers, whose tiles are written out more often per tap, are faster by four).
+    The same sums in the same order: the same bits. wp (G*Kg/8, T, 8): each block's filters, tap by tap."""
+    _, k_all, hw = y.shape
+    ho, taps = hw // wo, offs.shape[0]
+    cg = offs[taps - 1] // plane + 1
+    groups = (xpad.shape[1] - SLACK) // (cg * plane)
+    kg = k_all // groups
+    length = -(-((ho - 1) * pitch + wo) // VECTOR) * VECTOR
+    a = stack_array(SUMS8, y.dtype)
+    for n, g in np.ndindex(n1 - n0, groups):
+        xg = xpad[n0 + n, g * cg * plane :]
+        for k in range(g * kg, (g + 1) * kg, 8):
+            wk, b = wp[k // 8], bias[k:]
+            for q0 in range(0, length, TILE):
+                q0 = min(q0, max(0, length - TILE))
+                xs, w = xg[q0 + offs[0] :], wk[0]
+                for i in range(TILE):
+                    v = xs[i]
+                    a[i], a[TILE + i] = b[0] + w[0] * v, b[1] + w[1] * v
+                    a[2 * TILE + i], a[3 * TILE + i] = b[2] + w[2] * v, b[3] + w[3] * v
+                    a[4 * TILE + i], a[5 * TILE + i] = b[4] + w[4] * v, b[5] + w[5] * v
+                    a[6 * TILE + i], a[7 * TILE + i] = b[6] + w[6] * v, b[7] + w[7] * v
+                for t in range(1, taps):
+                    xs, w = xg[q0 + offs[t] :], wk[t]
+                    u0, u1, u2, u3, u4, u5, u6, u7 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
+                    for i in range(TILE):
+                        v = xs[i]
+                        a[i], a[TILE + i] = a[i] + u0 * v, a[TILE + i] + u1 * v
+                        a[2 * TILE + i], a[3 * TILE + i] = a[2 * TILE + i] + u2 * v, a[3 * TILE + i] + u3 * v
+                        a[4 * TILE + i], a[5 * TILE + i] = a[4 * TILE + i] + u4 * v, a[5 * TILE + i] + u5 * v
+                        a[6 * TILE + i], a[7 * TILE + i] = a[6 * TILE + i] + u6 * v, a[7 * TILE + i] + u7 * v
+                _write_tile(a, y[n0 + n, k : k + 8], q0, wo, pitch)
 
 
 @kernel
@@ -286,13 +344,26 @@ def _in_fours(a: np.ndarray) -> np.ndarray:
     return out.reshape(-1, t)
 
 
-def _run_correlate(a, top, left, grid: _Grid, wt, offs, bias, y):
+EIGHT_TAPS = 256  # taps per output (C/G*R*S) from which ``_correlate8`` runs, for groups of 8k output channels
+
+
+def correlate_all(xpad, plane: int, pitch: int, wt, offs, bias, y: np.ndarray, groups: int) -> np.ndarray:
+    """y (N, K, Ho, Wo) = ``_correlate`` of the laid-out xpad (``_correlate8`` where it wins), over the batch on
+    the kernel threads."""
+    y3, wo = y.reshape(*y.shape[:2], -1), y.shape[3]
+    if offs.size >= EIGHT_TAPS and y.shape[1] // groups % 8 == 0:
+        wp = np.ascontiguousarray(wt.reshape(-1, 8, offs.size).transpose(0, 2, 1))  # (blocks, T, 8), 50-600 kB
+        run = lambda b: _correlate8(xpad, plane, wp, offs, bias, y3, wo, pitch, b[0], b[1])  # noqa: E731
+    else:
+        run = lambda b: _correlate(xpad, plane, wt, offs, bias, y3, wo, pitch, b[0], b[1])  # noqa: E731
+    parallel.run(run, _image_ranges(y.shape[0]), blas=False)
+    return y
+
+
+def _run_correlate(a, top, left, grid: _Grid, wt, offs, bias, y, groups):
     """y = ``_correlate`` of a placed at (top, left) on ``grid``, over the batch on the kernel threads."""
     xpad = _padded(a, top, left, grid)
-
-    y3 = y.reshape(*y.shape[:2], -1)
-    parallel.run(lambda b: _correlate(xpad, grid.plane, wt, offs, bias, y3, y.shape[3], grid.pitch, b[0], b[1]),
-                 _image_ranges(y.shape[0]), blas=False)
+    correlate_all(xpad, grid.plane, grid.pitch, wt, offs, bias, y, groups)
     workspace.give(xpad)
     return y
 
@@ -309,7 +380,7 @@ def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | Non
     grid = _forward_grid(geo)
     offs = grid.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
     y = np.empty(geo.y_shape, dtype=x.dtype)
-    return _run_correlate(x, geo.top, geo.left, grid, wt, offs, bias, y)
+    return _run_correlate(x, geo.top, geo.left, grid, wt, offs, bias, y, geo.groups)
 
 
 def backward_input(geo: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -325,7 +396,7 @@ def backward_input(geo: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarr
     grid = _grid(geo.height + geo.dh * (r - 1), dy.shape[3], left, wp - left - dy.shape[3], geo.width)
     offs = grid.offsets(kg, r, s, geo.dh, geo.dw)
     dx = np.empty(geo.x_shape, dtype=dt)
-    return _run_correlate(dy, top, left, grid, wt, offs, np.zeros(wt.shape[0], dtype=dt), dx)
+    return _run_correlate(dy, top, left, grid, wt, offs, np.zeros(wt.shape[0], dtype=dt), dx, geo.groups)
 
 
 def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -199,9 +199,7 @@ def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | Non
     offs = ph.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
     xpad = _phased(x, geo, ph, even=keep)
     y = np.empty(geo.y_shape, dtype=dt)
-    y3 = y.reshape(*y.shape[:2], -1)
-    parallel.run(lambda b: direct._correlate(xpad, ph.plane, wt, offs, bias, y3, geo.wo, ph.pitch, b[0], b[1]),
-                 _image_ranges(geo.n), blas=False)
+    direct.correlate_all(xpad, ph.plane, ph.pitch, wt, offs, bias, y, geo.groups)
     if keep:
         return y, xpad
     workspace.give(xpad)
