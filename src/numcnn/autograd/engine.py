@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .function import Context
+
 # ``hook(ctx, in_grads)`` after every Function's backward, or None; set only by anomaly detection.
 _backward_hook = None
 
@@ -32,21 +34,22 @@ _backward_hook = None
 FUSE = True
 
 
-def _topological(root) -> list:
-    """Tensors that have a recorded Function, ordered so that every tensor comes before its inputs."""
+def _topological(root: Context) -> list:
+    """The nodes under ``root`` (Contexts: the graph holds nodes, not the tensors between them), ordered so that
+    every node comes before the nodes of its inputs."""
     order, visited = [], set()
     stack = [(root, False)]
     while stack:
-        t, expanded = stack.pop()
+        node, expanded = stack.pop()
         if expanded:
-            order.append(t)
+            order.append(node)
             continue
-        if id(t) in visited:
+        if id(node) in visited:
             continue
-        visited.add(id(t))
-        stack.append((t, True))
-        for p in t._ctx.parents:
-            if p is not None and p._ctx is not None and id(p) not in visited:
+        visited.add(id(node))
+        stack.append((node, True))
+        for p in node.parents:
+            if type(p) is Context and id(p) not in visited:
                 stack.append((p, False))
     order.reverse()
     return order
@@ -86,33 +89,31 @@ class _Held:
 def _fused_method(ctx, grads: dict):
     """The name of the fused backward to hold ``ctx``'s gradient for, or None (``ctx`` has exactly one parent)."""
     p = ctx.parents[0]
-    if p is None or p._retain or id(p) in grads:
+    if type(p) is not Context or p.retained is not None or id(p) in grads or p.fn is None:
         return None
-    pctx = p._ctx
-    fn = None if pctx is None else pctx.fn
-    return None if fn is None else fn.fused_backward.get(ctx.fn)
+    return p.fn.fused_backward.get(ctx.fn)
 
 
 def run_backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
+    """Gradients from ``root`` (a Tensor) with ``grad`` back to the leaves (and the tensors that retain_grad)."""
     stored: set = set()
     if root._ctx is None:
         _accumulate(root, grad, stored)
         return
-    grads = {id(root): grad}
+    grads = {id(root._ctx): grad}
     fuse = FUSE and _backward_hook is None
-    for t in _topological(root):
-        g = grads.pop(id(t), None)
+    for ctx in _topological(root._ctx):
+        g = grads.pop(id(ctx), None)
         if g is None:
             continue
-        ctx = t._ctx
-        if t._retain:
-            _accumulate(t, g, stored)
+        if ctx.retained is not None:
+            _accumulate(ctx.retained, g, stored)
         if ctx.fn is None:
             raise RuntimeError(
                 "Trying to backward through the graph a second time: its saved values were freed after the "
                 "first backward. Pass retain_graph=True to the first backward() if you need to."
             )
-        if type(g) is _Held:  # no other consumer gave t a gradient: the fused backward
+        if type(g) is _Held:  # no other consumer gave this node a gradient: the fused backward
             in_grads = getattr(ctx.fn, g.method)(ctx, g.ctx, g.grad)
             if not retain_graph:
                 g.ctx.free()
@@ -130,7 +131,7 @@ def run_backward(root, grad: np.ndarray, retain_graph: bool = False) -> None:
         for p, pg in zip(ctx.parents, in_grads):
             if p is None or pg is None:
                 continue
-            if p._ctx is None:
+            if type(p) is not Context:  # a leaf
                 _accumulate(p, pg, stored)
             else:
                 prev = grads.get(id(p))

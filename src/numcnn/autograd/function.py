@@ -45,6 +45,11 @@ class Context:
 
     __slots__ = ("saved_tensors", "needs_input_grad", "parents", "fn", "_releases", "_name", "_tensors", "__dict__")
 
+    #: The output Tensor, set only when it ``retain_grad()``-s (the engine stores its gradient there). The graph
+    #: holds nodes, not the Tensors between them: an intermediate result's memory is freed as soon as nothing else
+    #: (a saved value, the user) holds it, as in PyTorch.
+    retained = None
+
     def name(self) -> str:
         return self._name
 
@@ -93,10 +98,17 @@ class AccumulateGrad:
         return f"<AccumulateGrad object at {id(self):#x}>"
 
 
-def _node_of(t):
-    if t is None or not t.requires_grad:
+def _node_of(p):
+    """The graph node of a ``Context.parents`` entry: None, a Context, or a leaf Tensor (its AccumulateGrad)."""
+    return p if p is None or type(p) is Context else AccumulateGrad(p)
+
+
+def _edge(a, needs: bool):
+    """What ``Context.parents`` holds for input ``a``: its node (a Context) when ``a`` was computed, ``a`` itself
+    when it is a leaf that requires grad, None when no gradient flows to it."""
+    if not needs:
         return None
-    return t._ctx if t._ctx is not None else AccumulateGrad(t)
+    return a if a._ctx is None else a._ctx
 
 
 def backward_name(cls) -> str:
@@ -163,7 +175,7 @@ class Function:
             name = cls.node_name
             ctx._name = name if name.__class__ is str else name(*args, **kwargs)
             ctx._tensors = tuple(isinstance(a, (Tensor, np.ndarray)) or i < cls.n_inputs for i, a in enumerate(args))
-            ctx.parents = tuple(a if n else None for a, n in zip(args, needs))
+            ctx.parents = tuple(_edge(a, n) for a, n in zip(args, needs))
             result._ctx = ctx
         if _forward_hook is not None:
             _forward_hook(cls, args, kwargs, ctx, result)

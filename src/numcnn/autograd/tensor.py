@@ -76,7 +76,7 @@ class Tensor(ConversionMethods, TensorMethods):
     ``Tensor(data, requires_grad=False, dtype=None)`` wraps ``data`` like :func:`numcnn.tensor`.
     """
 
-    __slots__ = ("array", "requires_grad", "grad", "_ctx", "_retain", "__weakref__")
+    __slots__ = ("array", "requires_grad", "grad", "_ctx", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
@@ -87,7 +87,6 @@ class Tensor(ConversionMethods, TensorMethods):
         self.requires_grad = bool(requires_grad)
         self.grad = None
         self._ctx = None
-        self._retain = False
 
     @staticmethod
     def _make(arr, requires_grad: bool) -> Tensor:
@@ -96,7 +95,6 @@ class Tensor(ConversionMethods, TensorMethods):
         t.requires_grad = requires_grad
         t.grad = None
         t._ctx = None
-        t._retain = False
         return t
 
     # ------------------------------------------------------------ properties
@@ -208,7 +206,8 @@ class Tensor(ConversionMethods, TensorMethods):
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` on this non-leaf tensor after backward."""
-        self._retain = True
+        if self._ctx is not None:
+            self._ctx.retained = self  # the graph's node holds no tensor otherwise
 
     # ------------------------------------------------------------ conversion
     def numpy(self) -> np.ndarray:
