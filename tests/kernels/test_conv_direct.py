@@ -14,7 +14,7 @@ pytest.importorskip("numba")
 
 from layouts import channel_major, in_layout  # noqa: E402
 from numcnn.kernels import conv as K  # noqa: E402
-from numcnn.kernels.conv import direct, reference  # noqa: E402
+from numcnn.kernels.conv import direct, direct_weight, reference  # noqa: E402
 from numcnn.kernels.runtime import runtime  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def test_direct_matches_the_seven_loops_float64(geo, seed, layout, crop):
             p.fill(np.nan)  # stale pooled memory must not leak into the padded planes, grids or accumulators
         y = direct.forward(geo, in_layout(x, layout), w, b)
         dx = direct.backward_input(geo, in_layout(dy, layout), w)
-        dw = direct.backward_weight(geo, in_layout(dy, layout), in_layout(x, layout))
+        dw = direct_weight.backward_weight(geo, in_layout(dy, layout), in_layout(x, layout))
     for got, ref in ((y, y_ref), (dx, dx_ref), (dw, dw_ref)):
         assert got.dtype == np.float64 and got.shape == ref.shape
         np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
@@ -77,7 +77,7 @@ def test_direct_tiles_on_odd_shapes_float64(x_shape, w_shape, padding, dilation,
     with runtime.scoped(backend="numba"):
         for p in runtime.pool.arrays():
             p.fill(np.nan)
-        got = direct.forward(geo, x, w, b), direct.backward_input(geo, dy, w), direct.backward_weight(geo, dy, x)
+        got = direct.forward(geo, x, w, b), direct.backward_input(geo, dy, w), direct_weight.backward_weight(geo, dy, x)
     want = (reference.forward(geo, x, w) + b[:, None, None], reference.backward_input(geo, dy, w),
             reference.backward_weight(geo, dy, x))
     for g, r in zip(got, want, strict=True):
@@ -164,7 +164,7 @@ def test_direct_gives_the_same_bits_for_1_2_and_3_threads(x_shape, w_shape, padd
     for threads in (1, 2, 3):
         with runtime.scoped(backend="numba", threads=threads):
             out.append((direct.forward(geo, x, w, b), direct.backward_input(geo, dy, w),
-                        direct.backward_weight(geo, dy, x)))
+                        direct_weight.backward_weight(geo, dy, x)))
     for other in out[1:]:
         for a, c in zip(out[0], other, strict=True):
             np.testing.assert_array_equal(a, c)
@@ -200,11 +200,11 @@ def test_direct_one_input_channel_float64_and_grid_rows(n, k, hw, r, seed):
     rng = np.random.default_rng(seed)
     x, w, b, dy = (rng.standard_normal(s) for s in (geo.x_shape, geo.w_shape, (k,), geo.y_shape))
     with runtime.scoped(backend="numba"):
-        y, dw = direct.forward(geo, x, w, b), direct.backward_weight(geo, dy, x)
+        y, dw = direct.forward(geo, x, w, b), direct_weight.backward_weight(geo, dy, x)
         grid = direct._forward_grid(geo)
         kg4 = -(-k // 4) * 4
         out = np.full((n, kg4, grid.length(*geo.out_hw) + 3), np.nan)
-        direct._grid_rows(in_layout(dy, "strided"), 1, out, grid.pitch, 0, n)
+        direct_weight._grid_rows(in_layout(dy, "strided"), 1, out, grid.pitch, 0, n)
     np.testing.assert_allclose(y, reference.forward(geo, x, w) + b[:, None, None], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dw, reference.backward_weight(geo, dy, x), rtol=1e-10, atol=1e-10)
     want = np.zeros_like(out)

@@ -15,7 +15,7 @@ q = oh*P + ow, and each tap is again a constant offset::
     off[c, r, s] = c*plane + phase*pp + ((r*dh)//sh)*P + (s*dw)//sw
 
 (pp = (rows + 1)*P: a phase plane and one spare zero row; plane = phases*pp: one channel). That is the contract of
-``direct._correlate`` and ``direct._weight_grad`` with "plane" read as the distance between channels, so both
+``direct._correlate`` and ``direct_weight._weight_grad`` with "plane" read as the distance between channels, so both
 run unchanged: y[k, q] = b[k] + sum_t w[k, t] * xphased[q + off[t]], dw[k, t] = sum_q dy[k, q] * xphased[q + off[t]].
 
 A worked example: 3x3, stride 2, padding 1 on a 6x6 input. The padded input is 8x8, the output 3x3. Rows: r = 0
@@ -56,7 +56,7 @@ import numpy as np
 
 from .. import parallel, workspace
 from ..jit import kernel
-from . import direct
+from . import direct, direct_weight
 from .direct import _image_ranges
 from .geometry import ConvGeometry
 
@@ -207,7 +207,7 @@ def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | Non
 
 
 def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray | None, phases: np.ndarray | None = None):
-    """dw (K, C/G, R, S) in dy's dtype: ``direct._weight_grad`` on the phases, dy laid on the phase grid (pitch
+    """dw (K, C/G, R, S) in dy's dtype: ``direct_weight._weight_grad`` on the phases, dy laid on the phase grid (pitch
     P). dy may be cropped (a transposed convolution's). ``phases``: what ``forward(..., keep=True)`` lent, read
     instead of x when in dy's dtype and of this layer's shape; they stay the caller's to give back."""
     _check(geo)
@@ -219,7 +219,7 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray | None, pha
     if not kept and x is None:
         raise ValueError("direct_strided.backward_weight: x may be None only with the forward's phases")
     xpad = phases if kept else _phased(x.astype(dt, copy=False), geo, ph, even=True)
-    dw = direct._run_weight_grad(geo, dy, xpad, ph.plane, ph.pitch, ph.length(*geo.grad_hw(dy.shape)), offs)
+    dw = direct_weight.run_weight_grad(geo, dy, xpad, ph.plane, ph.pitch, ph.length(*geo.grad_hw(dy.shape)), offs)
     if not kept:
         workspace.give(xpad)
     return dw

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import jit, workspace
-from . import chunked, depthwise, direct, direct_strided, gemm, grid, reference, rowshift
+from . import chunked, depthwise, direct, direct_strided, direct_weight, gemm, grid, reference, rowshift
 from .chunked import Columns
 from .geometry import ConvGeometry, GeometryError
 
@@ -213,7 +213,9 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray | None, alg
                          f"the {kind!r} algorithm)")
     if kind == "direct" and not geo.unit_stride:
         return direct_strided.backward_weight(geo, dy, x)
-    if kind in ("reference", "gemm", "depthwise", "direct"):  # they read x itself, never the forward's columns
+    if kind == "direct":
+        return direct_weight.backward_weight(geo, dy, x)
+    if kind in ("reference", "gemm", "depthwise"):  # they read x itself, never the forward's columns
         return _INPUT_KERNELS[kind].backward_weight(geo, dy, x)
     if kept is not None and kept != kind:
         raise ValueError(f"conv2d_backward_weight: cols come from the {kept!r} algorithm, not {kind!r}")
