@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.jit import kernel
+from .updates_compiled import gradient, lerp
 
 __all__ = ["adam_update_f32", "supported"]
 
@@ -19,19 +20,11 @@ __all__ = ["adam_update_f32", "supported"]
 @kernel
 def _adam_f32(param, grad, exp_avg, exp_avg_sq, w1, small_w1, beta2, c2, bc2_sqrt, eps, neg_step, wd, decay,
               maximize, coupled, decoupled):
-    one = np.float32(1)
     for i in range(param.shape[0]):
-        g = -grad[i] if maximize else grad[i]
-        p = param[i]
+        g, p = gradient(grad, param, i, maximize, coupled and not decoupled, wd), param[i]
         if decoupled:
             p = p * decay
-        elif coupled:
-            g = g + wd * p
-        m = exp_avg[i]
-        if small_w1:
-            m = m + (g - m) * w1
-        else:
-            m = g - (g - m) * (one - w1)
+        m = lerp(exp_avg[i], g, w1, small_w1)
         v = exp_avg_sq[i] * beta2 + (g * c2) * g
         exp_avg[i] = m
         exp_avg_sq[i] = v

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..kernels.jit import kernel
 
-__all__ = ["adagrad_update_f32", "rmsprop_update_f32", "sgd_update_f32", "supported"]
+__all__ = ["adagrad_update_f32", "gradient", "lerp", "rmsprop_update_f32", "sgd_update_f32", "supported"]
 
 _F32 = np.dtype(np.float32)
 _NO_ARRAY = np.empty(0, np.float32)  # stands for a state array an option does without (never read)
@@ -34,6 +34,24 @@ def supported(param: np.ndarray, *others: np.ndarray | None) -> bool:
     return True
 
 
+# ---- what the updates share (compiled into each kernel)
+
+
+@kernel(inline=True)
+def gradient(grad, param, i, maximize, decay, wd):
+    """The gradient an update uses at element i: grad[i], negated to maximize, plus wd * param[i] with weight decay
+    added to the gradient (the NumPy updates' order: ``g = -g``, then ``g = g + wd * p``)."""
+    g = -grad[i] if maximize else grad[i]
+    return g + wd * param[i] if decay else g
+
+
+@kernel(inline=True)
+def lerp(a, g, w, small_w):
+    """torch.lerp(a, g, w) in float32, as ``a.lerp_(g, w)`` computes it: a + (g - a) * w where |w| < 0.5 (``small_w``),
+    else g - (g - a) * (1 - w)."""
+    return a + (g - a) * w if small_w else g - (g - a) * (np.float32(1) - w)
+
+
 # ---- SGD
 
 
@@ -44,10 +62,7 @@ def _sgd_f32(param, grad, buf, weight_decay, momentum_, dampening, lr_, flags):
     maximize, decay, use_momentum = (flags & MAXIMIZE) != 0, (flags & DECAY) != 0, (flags & MOMENTUM) != 0
     first, nesterov = (flags & FIRST) != 0, (flags & NESTEROV) != 0
     for i in range(param.shape[0]):
-        g = -grad[i] if maximize else grad[i]
-        p = param[i]
-        if decay:
-            g = g + wd * p
+        g, p = gradient(grad, param, i, maximize, decay, wd), param[i]
         if use_momentum:
             if first:
                 b = g  # torch: the first step's buffer is the gradient, undamped
@@ -79,24 +94,16 @@ def sgd_update_f32(param, grad, momentum_buffer, lr, momentum, dampening, weight
 
 @kernel
 def _rmsprop_f32(param, grad, square_avg, grad_avg, buf, weight_decay, alpha_, eps_, momentum_, lr_, flags):
-    one = np.float32(1)
     wd, alpha, eps, momentum = np.float32(weight_decay), np.float32(alpha_), np.float32(eps_), np.float32(momentum_)
     lr, neg_lr, c = np.float32(lr_), np.float32(-lr_), np.float32(1 - alpha_)
     maximize, decay, use_momentum = (flags & MAXIMIZE) != 0, (flags & DECAY) != 0, (flags & MOMENTUM) != 0
     centered, small_w = (flags & CENTERED) != 0, (flags & SMALL_W) != 0
     for i in range(param.shape[0]):
-        g = -grad[i] if maximize else grad[i]
-        p = param[i]
-        if decay:
-            g = g + wd * p
+        g, p = gradient(grad, param, i, maximize, decay, wd), param[i]
         s = square_avg[i] * alpha + (g * c) * g  # addcmul_(g, g, value=c) evaluates (c * g) * g
         square_avg[i] = s
         if centered:
-            a = grad_avg[i]
-            if small_w:  # torch's lerp, weight c = 1 - alpha, with its switch at 0.5
-                a = a + (g - a) * c
-            else:
-                a = g - (g - a) * (one - c)
+            a = lerp(grad_avg[i], g, c, small_w)  # weight c = 1 - alpha
             grad_avg[i] = a
             avg = np.sqrt(s - a * a)
         else:
@@ -129,10 +136,7 @@ def _adagrad_f32(param, grad, state_sum, weight_decay, eps_, neg_clr_, flags):
     wd, eps, neg_clr = np.float32(weight_decay), np.float32(eps_), np.float32(neg_clr_)
     maximize, decay = (flags & MAXIMIZE) != 0, (flags & DECAY) != 0
     for i in range(param.shape[0]):
-        g = -grad[i] if maximize else grad[i]
-        p = param[i]
-        if decay:
-            g = g + wd * p
+        g, p = gradient(grad, param, i, maximize, decay, wd), param[i]
         s = state_sum[i] + g * g
         state_sum[i] = s
         param[i] = p + (g * neg_clr) / (np.sqrt(s) + eps)  # addcdiv_(g, std, value=-clr): (-clr * g) / std
