@@ -115,12 +115,10 @@ def direct_passes(geo: ConvGeometry) -> tuple[str, ...]:
     one-output-position layers."""
     if direct.supported(geo) and geo.taps >= 9 and direct.grid_overhead(geo) <= 1.5:
         return PASSES
-    if (direct_strided.supported(geo) and geo.taps >= 9 and geo.cg * geo.taps <= 200 and geo.kg <= 32
-            and direct_strided.grid_overhead(geo) <= 1.15):
-        # strided (``direct_strided``: the stride-1 kernels on the input's phases), grad-input stays col2im:
-        # resnet's 16->32 3x3 stride 2 on 28x28, forward 2.0 vs 3.4 ms, forward + grad-weight 4.9 vs 5.3 ms;
-        # 32->64 on 14x14 (1.31 positions per output) ties, 1x1 downsamples and 64->128 on 32x32 lose
-        return ("forward", "weight")
+    # Strided layers stay with im2col: ``direct_strided`` (the stride-1 kernels on the input's phases) takes 25-35%
+    # longer for forward + grad-weight of resnet's 16->32 3x3 stride 2 on 28x28 (min of 25: 7.2-8.5 against
+    # 5.7-6.6 ms) and 32->64 on 14x14 (6.0-6.8 against 4.7-5.5), and the whole resnet step is 0-17 ms faster
+    # without it (2026-12-03, 2 threads); ``algorithm="direct"`` still runs it.
     return ()
 
 
