@@ -19,7 +19,8 @@ W + left + right: 1.07x the useful work for 5x5 'same' on 28x28, 1.14x on 14x14.
   leave the write-out a larger share; about 45 with the sums in memory, as before). Every
   output is summed in the textbook's order, bias first and then tap after tap, ((b + w0*x0) + w1*x1) + ..., one
   rounding per FMA, whatever the tiling. The tile then goes to y a row's run at a time, one masked vector copy
-  (``jit.copy_run``) per run, dropping the grid's extra columns.
+  (``jit.copy_run``) per run, dropping the grid's extra columns. Layers of ``EIGHT_TAPS`` or more taps with
+  groups of 8k channels take eight output channels per tile (``_correlate8``: sixteen registers of sums).
 - grad-input: the same kernel on dy, placed at (dh*(R-1) - top, dw*(S-1) - left), with the weights turned around
   (w[k, c, r, s] read as a filter from channel k to channel c at tap (R-1-r, S-1-s)).
 - grad-weight: ``direct_weight.py``, on the same grid.
@@ -145,9 +146,10 @@ def _correlate(xpad, plane, wt, offs, bias, y, wo, pitch, n0, n1):
 @kernel(fastmath={"contract"})
 def _correlate8(xpad, plane, wp, offs, bias, y, wo, pitch, n0, n1):
     """``_correlate`` eight output channels at a time, for groups of a multiple of eight channels: sixteen vector
-    registers of sums per tile, each load of x feeding eight FMAs instead of four (16->32 5x5, 32->32 3x3 and
-    wider: 10-20% faster; narrower layers, whose tiles are written out more often per tap, are faster by four).
-    The same sums in the same order: the same bits. wp (G*Kg/8, T, 8): each block's filters, tap by tap."""
+    registers of sums per tile, each load of x feeding eight FMAs instead of four (one thread: 16->32 5x5 forward
+    and grad-input 17-20% faster, 64->64 3x3 on 7x7 3-20%; layers of fewer than ``EIGHT_TAPS`` taps, whose tiles
+    are written out more often per tap, measured faster by four). The same sums in the same order: the same bits.
+    wp (G*Kg/8, T, 8): each block's filters, tap by tap."""
     _, k_all, hw = y.shape
     ho, taps = hw // wo, offs.shape[0]
     cg = offs[taps - 1] // plane + 1
