@@ -21,7 +21,7 @@ __all__ = ["adam_update_f32", "supported"]
 def _adam_f32(param, grad, exp_avg, exp_avg_sq, w1, small_w1, beta2, c2, bc2_sqrt, eps, neg_step, wd, decay,
               maximize, coupled, decoupled):
     for i in range(param.shape[0]):
-        g, p = gradient(grad, param, i, maximize, coupled and not decoupled, wd), param[i]
+        g, p = gradient(grad, param, i, maximize, coupled, wd), param[i]
         if decoupled:
             p = p * decay
         m = lerp(exp_avg[i], g, w1, small_w1)

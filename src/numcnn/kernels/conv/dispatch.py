@@ -161,7 +161,7 @@ def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | Non
     auto = canonical(algorithm) == "auto"
     steps = plan(geo, algorithm)
     kind = steps.forward
-    if auto and return_cols and kind not in ("im2col", "direct") and steps.weight == "im2col":
+    if auto and return_cols and kind != steps.weight == "im2col":
         if workspace.keepable(chunked.columns_bytes(geo, x.itemsize)):
             kind = "im2col"
     cols = None
@@ -209,10 +209,8 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray | None, alg
     if x is None and (kept is None or kind in ("reference", "gemm", "depthwise", "direct")):
         raise ValueError("conv2d_backward_weight: x may be None only with the forward's cols given (not with "
                          f"the {kind!r} algorithm)")
-    if kind == "direct" and not geo.unit_stride:
-        return direct_strided.backward_weight(geo, dy, x)
     if kind == "direct":
-        return direct_weight.backward_weight(geo, dy, x)
+        return (direct_weight if geo.unit_stride else direct_strided).backward_weight(geo, dy, x)
     if kind in ("reference", "gemm", "depthwise"):  # they read x itself, never the forward's columns
         return _INPUT_KERNELS[kind].backward_weight(geo, dy, x)
     if kept is not None and kept != kind:
