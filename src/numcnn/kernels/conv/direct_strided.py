@@ -43,8 +43,7 @@ whole vectors and tiles past the last output may read.
 
 Threads and bits as in ``direct.py``: the padding pass and the forward split the batch, grad-weight the output
 channels in fours, and every output is summed by one item in a fixed order: 1, 2 or 3 threads give the same bits.
-The phase planes are pooled scratch; the padding kernel writes every number of them (zeros included). A training
-forward may keep them for grad-weight (``forward(..., keep=True)``), which then skips its padding pass. Grad-input
+The phase planes are pooled scratch; the padding kernel writes every number of them (zeros included). Grad-input
 of strided layers is not here (col2im in ``chunked.py`` runs it).
 """
 from __future__ import annotations
@@ -187,39 +186,28 @@ def _phased(x: np.ndarray, geo: ConvGeometry, ph: _Phases, even: bool = False) -
     return out
 
 
-def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, keep: bool = False):
-    """y (N, K, Ho, Wo) in x's dtype: ``direct._correlate`` on the phases. With ``keep``: (y, phases), the laid-out
-    input, pooled memory lent to the caller (``workspace.give`` it after the backward, as ``Columns.release``
-    does), for :func:`backward_weight`, which then skips its padding pass (a third of its time for 16->32 3x3
-    on 28x28)."""
+def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """y (N, K, Ho, Wo) in x's dtype: ``direct._correlate`` on the phases."""
     _check(geo)
     dt = x.dtype
     wt, bias = direct._filters(geo, w, b, dt)
     ph = _phases(geo)
     offs = ph.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
-    xpad = _phased(x, geo, ph, even=keep)
+    xpad = _phased(x, geo, ph)
     y = np.empty(geo.y_shape, dtype=dt)
     direct.correlate_all(xpad, ph.plane, ph.pitch, wt, offs, bias, y, geo.groups)
-    if keep:
-        return y, xpad
     workspace.give(xpad)
     return y
 
 
-def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray | None, phases: np.ndarray | None = None):
+def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     """dw (K, C/G, R, S) in dy's dtype: ``direct_weight._weight_grad`` on the phases, dy laid on the phase grid (pitch
-    P). dy may be cropped (a transposed convolution's). ``phases``: what ``forward(..., keep=True)`` lent, read
-    instead of x when in dy's dtype and of this layer's shape; they stay the caller's to give back."""
+    P). dy may be cropped (a transposed convolution's)."""
     _check(geo)
     dt = dy.dtype
     ph = _phases(geo)
     offs = ph.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
-    kept = phases is not None and phases.dtype == dt and phases.shape == (geo.n + geo.n % 2,
-                                                                          geo.c * ph.plane + direct.SLACK)
-    if not kept and x is None:
-        raise ValueError("direct_strided.backward_weight: x may be None only with the forward's phases")
-    xpad = phases if kept else _phased(x.astype(dt, copy=False), geo, ph, even=True)
+    xpad = _phased(x.astype(dt, copy=False), geo, ph, even=True)
     dw = direct_weight.run_weight_grad(geo, dy, xpad, ph.plane, ph.pitch, ph.length(*geo.grad_hw(dy.shape)), offs)
-    if not kept:
-        workspace.give(xpad)
+    workspace.give(xpad)
     return dw
