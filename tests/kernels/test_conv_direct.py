@@ -12,35 +12,18 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
+from conv_geometries import conv_geometries, operands  # noqa: E402
 from layouts import channel_major, in_layout  # noqa: E402
 from numcnn.kernels import conv as K  # noqa: E402
 from numcnn.kernels.conv import direct, direct_weight, reference  # noqa: E402
 from numcnn.kernels.runtime import runtime  # noqa: E402
 
 
-@st.composite
-def geometries(draw):
-    groups = draw(st.integers(1, 3))
-    cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 9))  # kg crosses the blocks of four output channels
-    r, s = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    pads = [draw(st.integers(0, 4)) for _ in range(4)]  # up to past the kernel's reach: a crop in grad-input
-    h = draw(st.integers(max(1, dh * (r - 1) + 1 - pads[0] - pads[1]), 9))
-    w = draw(st.integers(max(1, dw * (s - 1) + 1 - pads[2] - pads[3]), 9))
-    n = draw(st.integers(1, 3))
-    return K.ConvGeometry.of((n, cg * groups, h, w), (kg * groups, cg, r, s), (1, 1),
-                             ((pads[0], pads[1]), (pads[2], pads[3])), (dh, dw), groups)
-
-
 @settings(max_examples=60, deadline=None)
-@given(geo=geometries(), seed=st.integers(0, 2**16), layout=st.sampled_from(["nchw", "channel_major", "strided"]),
+@given(geo=conv_geometries(), seed=st.integers(0, 2**16), layout=st.sampled_from(["nchw", "channel_major", "strided"]),
        crop=st.booleans())
 def test_direct_matches_the_seven_loops_float64(geo, seed, layout, crop):
-    rng = np.random.default_rng(seed)
-    x, w, b = rng.standard_normal(geo.x_shape), rng.standard_normal(geo.w_shape), rng.standard_normal(geo.k)
-    dy = rng.standard_normal(geo.y_shape)
-    if crop and min(geo.out_hw) > 1:  # a transposed convolution's output gradient: the last row and column cut off
-        dy = dy[:, :, :-1, :-1]
+    x, w, b, dy = operands(geo, seed, crop)
     y_ref = reference.forward(geo, x, w) + b[:, None, None]
     dx_ref = reference.backward_input(geo, dy, w)
     dw_ref = reference.backward_weight(geo, dy, x)
