@@ -253,16 +253,16 @@ def _aligned(shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
     return buf, buf[skip : skip + size].reshape(shape)
 
 
-def _padded(a: np.ndarray, top: int, left: int, grid: _Grid, even: bool = False) -> np.ndarray:
-    """Every image's planes of a (N, C, H, W), any strides, placed at (top, left) on ``grid``, flat:
-    (N, C*plane + SLACK), pooled scratch (the caller gives it back). ``even``: one more image of zeros when N
-    is odd."""
+def _padded(a: np.ndarray, top: int, left: int, grid: _Grid, even: bool = False):
+    """(out, lay): pooled scratch (N, C*plane + SLACK) for every image's planes of a (N, C, H, W), any strides,
+    placed at (top, left) on ``grid``, flat (the caller gives it back), and ``lay(b)``, which lays out the images of
+    the range b = (n0, n1). The caller runs ``lay`` in the same parallel region as the kernel that reads the planes,
+    each range just before its own computation: one region fewer (each costs some 0.1 ms of thread wake-up on a
+    small VM) and the planes still in the core's cache when read. ``even``: one more image of zeros when N is odd."""
     n = a.shape[0]
     out = workspace.take((n + (n % 2 if even else 0), a.shape[1] * grid.plane + SLACK), a.dtype)
     out[n:] = 0
-    parallel.run(lambda b: _pad_planes(a, top, left, out, grid.hp, grid.pitch, b[0], b[1]), _image_ranges(n),
-                 blas=False)
-    return out
+    return out, lambda b: _pad_planes(a, top, left, out, grid.hp, grid.pitch, b[0], b[1])
 
 
 def _in_fours(a: np.ndarray) -> np.ndarray:
@@ -280,23 +280,23 @@ def _in_fours(a: np.ndarray) -> np.ndarray:
 EIGHT_TAPS = 256  # taps per output (C/G*R*S) from which ``_correlate8`` runs, for groups of 8k output channels
 
 
-def correlate_all(xpad, plane: int, pitch: int, wt, offs, bias, y: np.ndarray, groups: int) -> np.ndarray:
+def correlate_all(xpad, plane: int, pitch: int, wt, offs, bias, y: np.ndarray, groups: int, lay=None) -> np.ndarray:
     """y (N, K, Ho, Wo) = ``_correlate`` of the laid-out xpad (``_correlate8`` where it wins), over the batch on
-    the kernel threads."""
+    the kernel threads; ``lay(b)``, if given, first lays out the images of each range b (see ``_padded``)."""
     y3, wo = y.reshape(*y.shape[:2], -1), y.shape[3]
     if offs.size >= EIGHT_TAPS and y.shape[1] // groups % 8 == 0:
         wp = np.ascontiguousarray(wt.reshape(-1, 8, offs.size).transpose(0, 2, 1))  # (blocks, T, 8), 50-600 kB
         run = lambda b: _correlate8(xpad, plane, wp, offs, bias, y3, wo, pitch, b[0], b[1])  # noqa: E731
     else:
         run = lambda b: _correlate(xpad, plane, wt, offs, bias, y3, wo, pitch, b[0], b[1])  # noqa: E731
-    parallel.run(run, _image_ranges(y.shape[0]), blas=False)
+    parallel.run(run if lay is None else lambda b: (lay(b), run(b)), _image_ranges(y.shape[0]), blas=False)
     return y
 
 
 def _run_correlate(a, top, left, grid: _Grid, wt, offs, bias, y, groups):
     """y = ``_correlate`` of a placed at (top, left) on ``grid``, over the batch on the kernel threads."""
-    xpad = _padded(a, top, left, grid)
-    correlate_all(xpad, grid.plane, grid.pitch, wt, offs, bias, y, groups)
+    xpad, lay = _padded(a, top, left, grid)
+    correlate_all(xpad, grid.plane, grid.pitch, wt, offs, bias, y, groups, lay)
     workspace.give(xpad)
     return y
 

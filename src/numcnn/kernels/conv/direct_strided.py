@@ -53,10 +53,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import parallel, workspace
+from .. import workspace
 from ..jit import kernel
 from . import direct, direct_weight
-from .direct import _image_ranges
 from .geometry import ConvGeometry
 
 __all__ = ["backward_weight", "forward", "grid_overhead", "supported"]
@@ -170,20 +169,21 @@ def _check(geo: ConvGeometry) -> None:
         raise ValueError(f"direct_strided needs a stride > 1, got stride {geo.stride}; use direct.py for stride 1")
 
 
-def _phased(x: np.ndarray, geo: ConvGeometry, ph: _Phases, even: bool = False) -> np.ndarray:
-    """Every image's phases of x (N, C, H, W), any strides: (N, C*plane + SLACK), pooled scratch (the caller gives
-    it back). ``even``: one more image of zeros when N is odd (``_weight_grad`` takes images in pairs)."""
+def _phased(x: np.ndarray, geo: ConvGeometry, ph: _Phases, even: bool = False):
+    """(out, lay): pooled scratch (N, C*plane + SLACK) for every image's phases of x (N, C, H, W), any strides (the
+    caller gives it back), and ``lay(b)``, which lays out the images of the range b, run by the kernel's own region
+    (as ``direct._padded``). ``even``: one more image of zeros when N is odd (``_weight_grad`` takes images in
+    pairs)."""
     n = x.shape[0]
     out = workspace.take((n + (n % 2 if even else 0), x.shape[1] * ph.plane + direct.SLACK), x.dtype)
     out[n:] = 0
     rows, cols = _phase_index(ph)
     hp, wp = geo.padded_hw
 
-    def part(b):
+    def lay(b):
         _pad_phases(x, geo.top, geo.left, hp, wp, ph.sh, ph.sw, rows, cols, ph.hq, ph.pitch, out, b[0], b[1])
 
-    parallel.run(part, _image_ranges(n), blas=False)
-    return out
+    return out, lay
 
 
 def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
@@ -193,9 +193,9 @@ def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray, b: np.ndarray | Non
     wt, bias = direct._filters(geo, w, b, dt)
     ph = _phases(geo)
     offs = ph.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
-    xpad = _phased(x, geo, ph)
+    xpad, lay = _phased(x, geo, ph)
     y = np.empty(geo.y_shape, dtype=dt)
-    direct.correlate_all(xpad, ph.plane, ph.pitch, wt, offs, bias, y, geo.groups)
+    direct.correlate_all(xpad, ph.plane, ph.pitch, wt, offs, bias, y, geo.groups, lay)
     workspace.give(xpad)
     return y
 
@@ -207,7 +207,8 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray) -> np.ndar
     dt = dy.dtype
     ph = _phases(geo)
     offs = ph.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
-    xpad = _phased(x.astype(dt, copy=False), geo, ph, even=True)
-    dw = direct_weight.run_weight_grad(geo, dy, xpad, ph.plane, ph.pitch, ph.length(*geo.grad_hw(dy.shape)), offs)
+    xpad, lay = _phased(x.astype(dt, copy=False), geo, ph, even=True)
+    dw = direct_weight.run_weight_grad(geo, dy, xpad, ph.plane, ph.pitch, ph.length(*geo.grad_hw(dy.shape)), offs,
+                                       lay)
     workspace.give(xpad)
     return dw
