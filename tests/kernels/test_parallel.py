@@ -160,3 +160,49 @@ def test_blas_serial_in_another_thread_leaves_the_pool_alone():
     with parallel.blas_serial():  # the main thread still can
         assert all(n == 1 for n in _blas_threads())
     assert _blas_threads() == before
+
+
+def test_a_forked_child_gets_its_own_workers(threads):
+    """The parent's worker threads do not exist in a forked child (a DataLoader worker): its first parallel region
+    starts new ones instead of waiting for the parent's, and still runs items on two threads at once."""
+    threads(2)
+    assert parallel.run(lambda i: i + 1, [0, 1]) == [1, 2]  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            barrier = threading.Barrier(2, timeout=10)
+            idents = parallel.run(lambda i: (barrier.wait(), threading.get_ident())[1], [0, 1])
+            code = 0 if len(set(idents)) == 2 and parallel.run(lambda i: -i, range(5)) == [0, -1, -2, -3, -4] else 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_caller_waits_for_a_worker_that_runs_past_the_spin(threads, monkeypatch):
+    """The caller spins for ``WAIT_SPIN_S`` and then sleeps on the worker's lock: a worker item longer than that is
+    still waited for, and its result kept."""
+    threads(2)
+    monkeypatch.setattr(parallel, "WAIT_SPIN_S", 1e-4)
+    _new_pool()  # one made with the short spin
+    started = threading.Event()
+
+    def work(i):
+        if threading.current_thread() is threading.main_thread():
+            started.wait(10)
+            return ("main", i)
+        started.set()
+        threading.Event().wait(0.05)  # well past the caller's spin
+        return ("worker", i)
+
+    out = parallel.run(work, [0, 1])
+    assert sorted(o[0] for o in out) == ["main", "worker"] and [o[1] for o in out] == [0, 1]
+    monkeypatch.undo()
+    _new_pool()
+
+
+def _new_pool():
+    if parallel._state["pool"] is not None:
+        parallel._state["pool"].shutdown()
+        parallel._state["pool"] = None

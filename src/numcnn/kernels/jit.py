@@ -48,7 +48,7 @@ from collections.abc import Callable
 
 from .runtime import runtime
 
-__all__ = ["available", "compile_report", "copy_run", "kernel", "stack_array", "use_compiled"]
+__all__ = ["available", "compile_report", "copy_run", "kernel", "stack_array", "use_compiled", "wait_while"]
 
 _state: dict = {"numba": None, "warned": False}
 _compiled: dict[str, float] = {}  # "kernel(types)" -> seconds spent compiling (or loading from the cache)
@@ -153,7 +153,58 @@ def _copy_run():
     return copy_run_intrinsic
 
 
-_MAKERS = {"stack_array": _stack_array, "copy_run": _copy_run}
+def wait_while(flags, i, value, spins):
+    """Inside a compiled kernel: spin while ``flags[i] == value`` (an int64 array that another thread writes), at
+    most ``spins`` times (one atomic load each, and on x86 one ``pause``); returns the last value read. Not callable
+    from Python."""
+    raise RuntimeError("wait_while works only inside a compiled kernel")
+
+
+def _wait_while():
+    """The Numba intrinsic behind ``wait_while``: a loop of acquire loads (which LLVM may not hoist out of the loop,
+    as it would a plain load) with x86's spin-wait hint."""
+    import platform
+
+    from numba import types as nt
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    ir = cgutils.ir
+    pause = platform.machine().lower() in ("x86_64", "amd64")
+
+    @intrinsic
+    def wait_while_intrinsic(typingctx, flags, i, value, spins):
+        if not (isinstance(flags, nt.Array) and flags.dtype == nt.int64 and flags.ndim == 1):
+            return None
+
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+            ptr = builder.gep(context.make_array(flags)(context, builder, args[0]).data, [args[1]])
+            count = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
+            seen = cgutils.alloca_once_value(builder, builder.load_atomic(ptr, "acquire", 8))
+            loop, done = builder.append_basic_block("spin"), builder.append_basic_block("spun")
+
+            def again():
+                return builder.and_(builder.icmp_signed("==", builder.load(seen), args[2]),
+                                    builder.icmp_signed("<", builder.load(count), args[3]))
+
+            builder.cbranch(again(), loop, done)
+            builder.position_at_end(loop)
+            if pause:
+                builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                            "llvm.x86.sse2.pause"), [])
+            builder.store(builder.load_atomic(ptr, "acquire", 8), seen)
+            builder.store(builder.add(builder.load(count), ir.Constant(i64, 1)), count)
+            builder.cbranch(again(), loop, done)
+            builder.position_at_end(done)
+            return builder.load(seen)
+
+        return nt.int64(flags, nt.intp, nt.int64, nt.int64), codegen
+
+    return wait_while_intrinsic
+
+
+_MAKERS = {"stack_array": _stack_array, "copy_run": _copy_run, "wait_while": _wait_while}
 
 
 def _names(code) -> set[str]:
