@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import parallel
 from ..layout import channel_rows
 from .geometry import ConvGeometry
 from .unfold import col2im_add, im2col_into
@@ -36,14 +37,14 @@ def _dy_matrix(geo: ConvGeometry, dy: np.ndarray) -> np.ndarray:
 def forward(geo: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """y (N, K, Ho, Wo) in x's dtype: a transposed view of the (K, N, Ho, Wo) product."""
     w_mat = w.astype(x.dtype, copy=False).reshape(geo.groups, geo.kg, -1)  # (G, K/G, C/G*R*S)
-    y = np.matmul(w_mat, _columns(geo, x, geo.out_hw))  # (G, K/G, N*Ho*Wo)
+    y = parallel.matmul(w_mat, _columns(geo, x, geo.out_hw))  # (G, K/G, N*Ho*Wo)
     return y.reshape(geo.k, geo.n, *geo.out_hw).transpose(1, 0, 2, 3)
 
 
 def backward_input(geo: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     """dx (N, C, H, W) in dy's dtype; dy may be smaller than the output (a transposed conv's crop)."""
     w_mat = w.astype(dy.dtype, copy=False).reshape(geo.groups, geo.kg, -1)
-    dcols = np.matmul(w_mat.transpose(0, 2, 1), _dy_matrix(geo, dy))  # (G, C/G*R*S, N*Ho*Wo)
+    dcols = parallel.matmul(w_mat.transpose(0, 2, 1), _dy_matrix(geo, dy))  # (G, C/G*R*S, N*Ho*Wo)
     n, c, h, wd = geo.x_shape
     dx = np.zeros((c, n, h, wd), dtype=dy.dtype)
     col2im_add(geo, dcols.reshape(geo.rows, -1), dx, dy.shape[2:])
@@ -53,5 +54,5 @@ def backward_input(geo: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarr
 def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     """dw (K, C/G, R, S) in dy's dtype."""
     cols = _columns(geo, x.astype(dy.dtype, copy=False), dy.shape[2:])
-    dw = np.matmul(_dy_matrix(geo, dy), cols.transpose(0, 2, 1))  # (G, K/G, C/G*R*S)
+    dw = parallel.matmul(_dy_matrix(geo, dy), cols.transpose(0, 2, 1))  # (G, K/G, C/G*R*S)
     return dw.reshape(geo.w_shape)
