@@ -23,7 +23,7 @@ layout of its arguments), on the kernel's first call, and the compiled code is c
 next to the source, or in the user's cache folder when the installation is read-only), so later processes load it
 in milliseconds. :func:`compile_report` says which kernels were compiled and how long each took.
 
-Two helpers compile to single LLVM instructions (import them from here; called from Python they raise):
+Three helpers compile to a few LLVM instructions (import them from here; called from Python they raise):
 
 - ``a = stack_array(64, np.float32)`` (the size a literal int, the dtype a NumPy type or ``x.dtype``): a 1-D
   array on the kernel's stack, taken once when the kernel starts (a call inside a loop gives the same memory each
@@ -31,6 +31,8 @@ Two helpers compile to single LLVM instructions (import them from here; called f
   its elements in vector registers across a loop that reads and writes the same few of them (an output tile's
   running sums, for one), where an array passed in could be the input the loop reads: loaded and stored each pass.
 - ``copy_run(dst, i, src, j, n)``: dst[i : i + n] = src[j : j + n] for n <= 16 floats, as masked vector copies.
+- ``wait_while(flags, i, value, spins)``: spin while an int64 flag another thread writes still holds ``value``
+  (``parallel``'s caller waiting for its workers with no GIL held).
 
 ``Kernel._compile`` hands them to a kernel whose code names them (a copy of the function with the intrinsics in
 its globals); Numba's on-disk cache does not see changes to their code (clear it after editing them). A kernel may
