@@ -206,3 +206,15 @@ def _new_pool():
     if parallel._state["pool"] is not None:
         parallel._state["pool"].shutdown()
         parallel._state["pool"] = None
+
+
+def test_wait_while_returns_when_another_thread_writes_the_flag_or_the_spins_run_out():
+    pytest.importorskip("numba")
+    flags = np.zeros(16, np.int64)
+    assert parallel._spin(flags, 8, 0, 1000) == 0  # nobody writes: 1000 spins, then the value it still holds
+    timer = threading.Timer(0.02, lambda: flags.__setitem__(8, 7))
+    timer.start()
+    assert parallel._spin(flags, 8, 0, 1 << 40) == 7  # returns the new value as soon as it is written
+    timer.join()
+    flags[3] = 5
+    assert parallel._spin(flags, 3, 0, 1 << 40) == 5  # already different: returns at once

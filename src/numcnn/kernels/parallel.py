@@ -40,7 +40,7 @@ from .runtime import runtime
 
 __all__ = ["CACHE_BLOCK_BYTES", "blas_serial", "cache_blocks", "matmul", "run", "split"]
 
-_state: dict[str, Any] = {"pool": None, "pool_threads": 0, "blas": None}
+_state: dict[str, Any] = {"pool": None, "blas": None}
 _region = threading.Lock()
 _local = threading.local()
 
