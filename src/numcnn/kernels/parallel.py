@@ -223,6 +223,9 @@ class _Pool:
                 done.release()
                 return
             _worker(*task[:5])
+            # The lock first, then the flag: a caller that saw the flag takes the lock without sleeping. (A caller
+            # whose spin ran out may take the lock and start the next region before the flag is written; it then
+            # sees a changed flag at once and waits on the lock: slower, never wrong.)
             done.release()
             self.finished[8 * i] = task[5]
 

@@ -280,16 +280,16 @@ def _in_fours(a: np.ndarray) -> np.ndarray:
 EIGHT_TAPS = 256  # taps per output (C/G*R*S) from which ``_correlate8`` runs, for groups of 8k output channels
 
 
-def correlate_all(xpad, plane: int, pitch: int, wt, offs, bias, y: np.ndarray, groups: int, lay=None) -> np.ndarray:
-    """y (N, K, Ho, Wo) = ``_correlate`` of the laid-out xpad (``_correlate8`` where it wins), over the batch on
-    the kernel threads; ``lay(b)``, if given, first lays out the images of each range b (see ``_padded``)."""
+def correlate_all(xpad, plane: int, pitch: int, wt, offs, bias, y: np.ndarray, groups: int, lay) -> np.ndarray:
+    """y (N, K, Ho, Wo) = ``_correlate`` of xpad (``_correlate8`` where it wins), over the batch on the kernel
+    threads; ``lay(b)`` first lays out xpad's images of each range b (see ``_padded``)."""
     y3, wo = y.reshape(*y.shape[:2], -1), y.shape[3]
     if offs.size >= EIGHT_TAPS and y.shape[1] // groups % 8 == 0:
         wp = np.ascontiguousarray(wt.reshape(-1, 8, offs.size).transpose(0, 2, 1))  # (blocks, T, 8), 50-600 kB
         run = lambda b: _correlate8(xpad, plane, wp, offs, bias, y3, wo, pitch, b[0], b[1])  # noqa: E731
     else:
         run = lambda b: _correlate(xpad, plane, wt, offs, bias, y3, wo, pitch, b[0], b[1])  # noqa: E731
-    parallel.run(run if lay is None else lambda b: (lay(b), run(b)), _image_ranges(y.shape[0]), blas=False)
+    parallel.run(lambda b: (lay(b), run(b)), _image_ranges(y.shape[0]), blas=False)
     return y
 
 

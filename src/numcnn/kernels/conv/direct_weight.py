@@ -98,16 +98,16 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray) -> np.ndar
 
 
 def run_weight_grad(geo: ConvGeometry, dy: np.ndarray, xpad: np.ndarray, plane: int, pitch: int, length: int,
-                     offs: np.ndarray, lay=None) -> np.ndarray:
-    """dw (K, C/G, R, S) in dy's dtype from the laid-out input xpad (an even number of images) and dy laid on the
-    grid of ``pitch`` (``length`` positions): ``_weight_grad`` over blocks of four output channels. ``lay(b)``, if
-    given, lays out xpad's images of the range b, in the same region as dy's grid rows (see ``direct._padded``)."""
+                     offs: np.ndarray, lay) -> np.ndarray:
+    """dw (K, C/G, R, S) in dy's dtype from the input xpad (an even number of images) and dy laid on the grid of
+    ``pitch`` (``length`` positions): ``_weight_grad`` over blocks of four output channels. ``lay(b)`` lays out
+    xpad's images of the range b, in the same region as dy's grid rows (see ``direct._padded``)."""
     dt = dy.dtype
     kg4 = -(-geo.kg // 4) * 4
     dybuf, dyg = _aligned((len(xpad), geo.groups * kg4, length), dt)
     dyg[geo.n :] = 0  # an odd batch's extra image
-    rows = lambda b: _grid_rows(dy, geo.groups, dyg, pitch, b[0], b[1])  # noqa: E731
-    parallel.run(rows if lay is None else lambda b: (lay(b), rows(b)), _image_ranges(geo.n), blas=False)
+    parallel.run(lambda b: (lay(b), _grid_rows(dy, geo.groups, dyg, pitch, b[0], b[1])), _image_ranges(geo.n),
+                 blas=False)
     acc = np.zeros((geo.groups * kg4, offs.size))
     # Blocks of four output channels (a block's taps read its group's planes only), one item each.
     parallel.run(lambda k0: _weight_grad(xpad, plane, dyg, offs, acc, dt.type(0), k0), range(0, len(acc), 4),
