@@ -73,6 +73,33 @@ def test_blas_serial_restores_the_pool():
     assert _blas_threads() == before
 
 
+def test_matmul_runs_small_products_on_one_blas_thread(monkeypatch):
+    """parallel.matmul, and through it a user's ``a @ b`` (autograd MatMul) and adaptive pooling's bin sums: BLAS at
+    one thread below SERIAL_GEMM_MACS, at its own count above, and np.matmul's bits either way."""
+    from numcnn import tensor
+    from numcnn.nn import functional as F
+
+    seen = []
+    real = np.matmul
+
+    def spy(a, b, out=None):
+        seen.append(max(_blas_threads()))
+        return real(a, b, out=out)
+
+    monkeypatch.setattr(parallel.np, "matmul", spy)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((64, 32), dtype=np.float32), rng.standard_normal((32, 16), dtype=np.float32)
+    assert np.array_equal(parallel.matmul(a, b), real(a, b))
+    big = rng.standard_normal((512, 256), dtype=np.float32)  # 512*256*256 = 32M multiply-adds
+    assert np.array_equal(parallel.matmul(big, big[:256].T.copy()), real(big, big[:256].T))
+    ta, tb = tensor(a, requires_grad=True), tensor(b, requires_grad=True)
+    (ta @ tb).sum().backward()  # forward and both gradients
+    F.adaptive_avg_pool2d(tensor(rng.standard_normal((2, 3, 9, 9), dtype=np.float32)), (2, 4))
+    assert np.array_equal(tb.grad.numpy(), real(a.T, np.ones((64, 16), np.float32)))
+    before = max(_blas_threads())
+    assert seen == [1, before, 1, 1, 1, 1, 1], seen  # small, big, a @ b and its two gradients, the two bin sums
+
+
 def test_split_and_batch_chunks_cover_the_range():
     assert parallel.split(10, 3) == [(0, 4), (4, 7), (7, 10)]
     assert parallel.split(2, 5) == [(0, 1), (1, 2)]

@@ -7,7 +7,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import activation_ops, function, ops, printing
+from . import activation_ops, function, ops, printing, reduction_ops
 from .conversion import ConversionMethods, Size
 from .device import check_cpu
 from .dtype import as_dtype, dtype
@@ -435,22 +435,22 @@ class Tensor(ConversionMethods, TensorMethods):
 
     # ------------------------------------------------------------ reductions
     def sum(self, dim=None, keepdim: bool = False):
-        return ops.Sum.apply(self, dim, keepdim)
+        return reduction_ops.Sum.apply(self, dim, keepdim)
 
     def mean(self, dim=None, keepdim: bool = False):
         self._float_op("mean")
-        return ops.Mean.apply(self, dim, keepdim)
+        return reduction_ops.Mean.apply(self, dim, keepdim)
 
     def var(self, dim=None, keepdim: bool = False, unbiased: bool = True, correction=None):
         self._float_op("var")
         c = (1 if unbiased else 0) if correction is None else correction
-        return ops.Var.apply(self, dim, keepdim, c)
+        return reduction_ops.Var.apply(self, dim, keepdim, c)
 
     def std(self, dim=None, keepdim: bool = False, unbiased: bool = True):
         return self.var(dim, keepdim, unbiased).sqrt()
 
     def _maxmin(self, dim, keepdim, is_max):
-        out = ops.MaxMin.apply(self, dim, keepdim, is_max)
+        out = reduction_ops.MaxMin.apply(self, dim, keepdim, is_max)
         if dim is None:
             return out
         pick = np.argmax if is_max else np.argmin

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from ..autograd import activation_ops as AA
-from ..autograd import ops
+from ..autograd import ops, reduction_ops
 from ..nn.functional import activation as FA
 from ..nn.functional import conv as FC
 from ..nn.functional import normalization as FN
@@ -98,7 +98,7 @@ def _reduce(op: str):
         a, dim, keepdim = args[:3]
         if op == "ReduceMax" and not args[3]:  # MaxMin's is_max
             return _reduce("ReduceMin")(tr, args, out)
-        axes = ops._norm_axes(dim, a.ndim)
+        axes = reduction_ops.norm_axes(dim, a.ndim)
         xn = tr.value(a)
         tr.axes_input(op, xn, axes, keepdim, out, _reduced_batch(tr.batch.get(xn), axes, keepdim))
     return emit
@@ -106,7 +106,7 @@ def _reduce(op: str):
 
 def _var(tr: _Tracer, args, out):
     a, dim, keepdim, correction = args
-    axes = ops._norm_axes(dim, a.ndim)
+    axes = reduction_ops.norm_axes(dim, a.ndim)
     xn, dt = tr.value(a), out.dtype
     all_axes = list(axes) if axes is not None else list(range(a.ndim))
     n = math.prod(a.shape[i] for i in all_axes)
@@ -334,8 +334,8 @@ EMITTERS = {
     ops.Pow: _binary("Pow"), ops.MatMul: _binary("MatMul"), ops.Neg: _unary("Neg"), ops.Exp: _unary("Exp"),
     ops.Log: _unary("Log"), ops.Sqrt: _unary("Sqrt"), ops.Abs: _unary("Abs"), ops.Clamp: _clamp,
     ops.Cast: _cast, ops.Where: _where,
-    ops.Sum: _reduce("ReduceSum"), ops.Mean: _reduce("ReduceMean"), ops.MaxMin: _reduce("ReduceMax"),
-    ops.Var: _var,
+    reduction_ops.Sum: _reduce("ReduceSum"), reduction_ops.Mean: _reduce("ReduceMean"),
+    reduction_ops.MaxMin: _reduce("ReduceMax"), reduction_ops.Var: _var,
     ops.Reshape: _reshape, ops.Permute: _permute, ops.Expand: _expand, ops.GetItem: _getitem, ops.Cat: _cat,
     ops.Stack: _stack,
     FC._Conv2d: _conv, FC._ConvTranspose2d: _conv_transpose, _Linear: _linear,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..parallel import matmul
 from .geometry import IntPair, check_4d
 
 __all__ = ["adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward"]
@@ -46,9 +47,10 @@ def adaptive_avg_pool2d_forward(x: np.ndarray, output_size: tuple[int | None, in
         return (x.reshape(n, c, h * w).sum(axis=2) / x.dtype.type(h * w)).reshape(n, c, 1, 1)
     bins_h, len_h = _adaptive_bins(h, oh, x.dtype)
     bins_w, len_w = _adaptive_bins(w, ow, x.dtype)
-    # Bin sums as two GEMMs with 0/1 matrices: (N*C*H, W) @ (W, ow), then (oh, H) @ (N*C, H, ow).
-    cols = (x.reshape(n * c * h, w) @ bins_w.T).reshape(n * c, h, ow)
-    y = np.matmul(bins_h, cols).reshape(n, c, oh, ow)
+    # Bin sums as two GEMMs with 0/1 matrices: (N*C*H, W) @ (W, ow), then (oh, H) @ (N*C, H, ow); small ones on
+    # one thread (``parallel.matmul``: OpenBLAS's threads would spin beside numcnn's).
+    cols = matmul(x.reshape(n * c * h, w), bins_w.T).reshape(n * c, h, ow)
+    y = matmul(bins_h, cols).reshape(n, c, oh, ow)
     y /= (len_h[:, None] * len_w[None, :]).astype(x.dtype)
     return y
 
@@ -64,5 +66,5 @@ def adaptive_avg_pool2d_backward(dy: np.ndarray, x_shape: tuple[int, ...]) -> np
     bins_h, len_h = _adaptive_bins(h, oh, dy.dtype)
     bins_w, len_w = _adaptive_bins(w, ow, dy.dtype)
     g = dy / (len_h[:, None] * len_w[None, :]).astype(dy.dtype)
-    cols = (g.reshape(n * c * oh, ow) @ bins_w).reshape(n * c, oh, w)
-    return np.matmul(bins_h.T, cols).reshape(x_shape)
+    cols = matmul(g.reshape(n * c * oh, ow), bins_w).reshape(n * c, oh, w)
+    return matmul(bins_h.T, cols).reshape(x_shape)
