@@ -1,4 +1,4 @@
-"""The compiled direct convolution for stride > 1 (kernels/conv/direct_strided.py): forward and grad-weight against
+"""The compiled direct convolution for stride > 1 (kernels/conv/direct_strided.py): forward, grad-input and grad-weight against
 the seven-loop reference in float64 on drawn shapes (strides 2 and 3, stride past the kernel, 1x1 kernels, asymmetric
 padding, dilation, groups, batch 1, odd and tiny maps, non-contiguous inputs, cropped output gradients), the phase
 layout written in full over stale NaN, against PyTorch in float32, and the same bits for 1, 2 and 3 threads."""
@@ -29,14 +29,17 @@ def _check_against_reference(geo, seed, layout, crop):
     x, w, b, dy = operands(geo, seed, crop)
     y_ref = reference.forward(geo, x, w) + b[:, None, None]
     dw_ref = reference.backward_weight(geo, dy, x)
+    dx_ref = reference.backward_input(geo, dy, w)
     with runtime.scoped(backend="numba", memory_budget=4096):
         first = (direct_strided.forward(geo, in_layout(x, layout), w, b),
-                 direct_strided.backward_weight(geo, in_layout(dy, layout), in_layout(x, layout)))
+                 direct_strided.backward_weight(geo, in_layout(dy, layout), in_layout(x, layout)),
+                 direct_strided.backward_input(geo, in_layout(dy, layout), w))
         for p in runtime.pool.arrays():
-            p.fill(np.nan)  # stale pooled memory (the phases, the dy grid) must not leak into a second call
+            p.fill(np.nan)  # stale pooled memory (the phases, the dy grid, dx's phases) must not leak into a second call
         y = direct_strided.forward(geo, in_layout(x, layout), w, b)
         dw = direct_strided.backward_weight(geo, in_layout(dy, layout), in_layout(x, layout))
-    for got, ref, again in ((y, y_ref, first[0]), (dw, dw_ref, first[1])):
+        dx = direct_strided.backward_input(geo, in_layout(dy, layout), w)
+    for got, ref, again in ((y, y_ref, first[0]), (dw, dw_ref, first[1]), (dx, dx_ref, first[2])):
         assert got.dtype == np.float64 and got.shape == ref.shape
         np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
         np.testing.assert_array_equal(got, again)
@@ -120,8 +123,10 @@ def test_strided_direct_matches_torch_float32(x_shape, w_shape, padding):
     with runtime.scoped(backend="numba"):
         y = direct_strided.forward(geo, x, w, b)
         dw = direct_strided.backward_weight(geo, 2 * y, x)
-    assert y.dtype == np.float32 and dw.dtype == np.float32
+        dx = direct_strided.backward_input(geo, 2 * y, w)
+    assert y.dtype == np.float32 and dw.dtype == np.float32 and dx.dtype == np.float32
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(dx).max())))
     scale = max(1.0, float(np.abs(wt.grad.numpy()).max()))
     np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-4, atol=1e-4 * scale)
 
@@ -137,7 +142,8 @@ def test_strided_direct_gives_the_same_bits_for_1_2_and_3_threads(x_shape, w_sha
     out = []
     for threads in (1, 2, 3):
         with runtime.scoped(backend="numba", threads=threads):
-            out.append((direct_strided.forward(geo, x, w, b), direct_strided.backward_weight(geo, dy, x)))
+            out.append((direct_strided.forward(geo, x, w, b), direct_strided.backward_weight(geo, dy, x),
+                        direct_strided.backward_input(geo, dy, w)))
     for other in out[1:]:
         for a, c in zip(out[0], other, strict=True):
             np.testing.assert_array_equal(a, c)
@@ -158,13 +164,29 @@ _BITS = textwrap.dedent("""
     for threads in (1, 2, 3):
         with runtime.scoped(threads=threads):
             out.append(digest(a for g, x, w, b, dy in data for a in (direct_strided.forward(g, x, w, b),
-                                                                       direct_strided.backward_weight(g, dy, x))))
+                                                                       direct_strided.backward_weight(g, dy, x),
+                                                                       direct_strided.backward_input(g, dy, w))))
     print(" ".join(out))
 """)
 
 
 def test_strided_direct_same_bits_in_a_fresh_process():
     assert_same_bits_for_1_2_and_3_threads(_BITS)
+
+
+def test_input_phases_of_a_3x3_stride_2_layer():
+    """dx's four phases for 3x3, stride 2, padding 1 on 6x6 (output 3x3): dx row i reads padded row i + 1 = 2*oh + r.
+    Odd dx rows (1, 3, 5: u = 1, 2, 3) take kernel rows 0 and 2: row 0 from dy row oh = u, row 2 from oh = u - 1,
+    that is 1 and 0 rows past the phase's output row u' = u - 1 on the grid. Even dx rows (0, 2, 4: u = 0, 1, 2) take
+    kernel row 1 alone, from dy row u. No read lands above dy, so the grid has no top or left margin."""
+    top, left, grid, phases = direct_strided._input_layout((2, 2), 3, 3, 1, 1, 1, 1, (6, 6), (3, 3))
+    assert (top, left, grid.pitch) == (0, 0, 4)
+    by_start = {(p.i0, p.j0): p for p in phases}
+    assert sorted(by_start) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    odd = by_start[(1, 1)]
+    assert (odd.hu, odd.wv, odd.rs, odd.roffs, odd.ss, odd.coffs) == (3, 3, (0, 2), (1, 0), (0, 2), (1, 0))
+    even = by_start[(0, 0)]
+    assert (even.hu, even.wv, even.rs, even.roffs, even.ss, even.coffs) == (3, 3, (1,), (0,), (1,), (0,))
 
 
 def test_strided_direct_refuses_stride_1():

@@ -46,7 +46,7 @@ from .. import parallel, workspace
 from ..jit import copy_run, kernel, stack_array
 from .geometry import ConvGeometry
 
-__all__ = ["TILE", "backward_input", "forward", "grid_overhead", "supported"]
+__all__ = ["TILE", "backward_input", "correlate_all", "correlator", "forward", "grid_overhead", "supported"]
 
 VECTOR = 16  # loops over grid positions run in whole multiples of this (a vector register of float32)
 TILE = 32  # grid positions of the forward's output tile (x four output channels: eight vector registers of sums;
@@ -280,15 +280,19 @@ def _in_fours(a: np.ndarray) -> np.ndarray:
 EIGHT_TAPS = 256  # taps per output (C/G*R*S) from which ``_correlate8`` runs, for groups of 8k output channels
 
 
+def correlator(xpad, plane: int, pitch: int, wt, offs, bias, y3: np.ndarray, wo: int, groups: int):
+    """``run(b)``: y3 (N, K, Ho*Wo) = ``_correlate`` of xpad (``_correlate8`` where it wins) for the images of the range
+    b = (n0, n1), to be called from a parallel region."""
+    if offs.size >= EIGHT_TAPS and y3.shape[1] // groups % 8 == 0:
+        wp = np.ascontiguousarray(wt.reshape(-1, 8, offs.size).transpose(0, 2, 1))  # (blocks, T, 8), 50-600 kB
+        return lambda b: _correlate8(xpad, plane, wp, offs, bias, y3, wo, pitch, b[0], b[1])
+    return lambda b: _correlate(xpad, plane, wt, offs, bias, y3, wo, pitch, b[0], b[1])
+
+
 def correlate_all(xpad, plane: int, pitch: int, wt, offs, bias, y: np.ndarray, groups: int, lay) -> np.ndarray:
     """y (N, K, Ho, Wo) = ``_correlate`` of xpad (``_correlate8`` where it wins), over the batch on the kernel
     threads; ``lay(b)`` first lays out xpad's images of each range b (see ``_padded``)."""
-    y3, wo = y.reshape(*y.shape[:2], -1), y.shape[3]
-    if offs.size >= EIGHT_TAPS and y.shape[1] // groups % 8 == 0:
-        wp = np.ascontiguousarray(wt.reshape(-1, 8, offs.size).transpose(0, 2, 1))  # (blocks, T, 8), 50-600 kB
-        run = lambda b: _correlate8(xpad, plane, wp, offs, bias, y3, wo, pitch, b[0], b[1])  # noqa: E731
-    else:
-        run = lambda b: _correlate(xpad, plane, wt, offs, bias, y3, wo, pitch, b[0], b[1])  # noqa: E731
+    run = correlator(xpad, plane, pitch, wt, offs, bias, y.reshape(*y.shape[:2], -1), y.shape[3], groups)
     parallel.run(lambda b: (lay(b), run(b)), _image_ranges(y.shape[0]), blas=False)
     return y
 

@@ -43,8 +43,12 @@ whole vectors and tiles past the last output may read.
 
 Threads and bits as in ``direct.py``: the padding pass and the forward split the batch, grad-weight the output
 channels in fours, and every output is summed by one item in a fixed order: 1, 2 or 3 threads give the same bits.
-The phase planes are pooled scratch; the padding kernel writes every number of them (zeros included). Grad-input
-of strided layers is not here (col2im in ``chunked.py`` runs it).
+The phase planes are pooled scratch; the padding kernel writes every number of them (zeros included).
+
+Grad-input takes the phases the other way round (:func:`backward_input`): the rows of dx split by i + top mod sh, and
+row phase a of dx gathers only the taps r with r*dh = a mod sh, reading dy row u - (r*dh)//sh for dx row sh*u + a -
+top. Each phase of dx is then a stride-1 correlation of dy, padded once, with a smaller kernel: 2x2, 2x1, 1x2 and 1x1
+taps for 3x3 at stride 2, and no multiply by an inserted zero, as col2im's GEMM makes none either.
 """
 from __future__ import annotations
 
@@ -53,12 +57,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import workspace
+from .. import parallel, workspace
 from ..jit import kernel
 from . import direct, direct_weight
 from .geometry import ConvGeometry
 
-__all__ = ["backward_weight", "forward", "grid_overhead", "supported"]
+__all__ = ["backward_input", "backward_weight", "forward", "grid_overhead", "supported"]
 
 
 @kernel
@@ -212,3 +216,104 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray) -> np.ndar
                                        lay)
     workspace.give(xpad)
     return dw
+
+
+class _InputPhase(NamedTuple):
+    """One phase of dx in :func:`backward_input`: dx rows i0, i0 + sh, ... (``hu`` of them) and columns j0, j0 + sw,
+    ... (``wv``), and the taps that reach it: kernel rows ``rs`` read dy ``roffs`` rows below the phase's output row
+    on the padded grid, kernel columns ``ss`` ``coffs`` columns right of it."""
+
+    i0: int
+    j0: int
+    hu: int
+    wv: int
+    rs: tuple[int, ...]
+    roffs: tuple[int, ...]
+    ss: tuple[int, ...]
+    coffs: tuple[int, ...]
+
+
+def _axis_phases(st: int, k: int, d: int, pad: int, size: int) -> tuple[list, int]:
+    """Along one axis (stride st, k taps of dilation d, padding pad, dx length size): per phase a, (first dx index,
+    count, taps, each tap's dy shift m = (tap*d)//st, first output u0), and the dy margin that makes every read
+    u - m, u >= u0, land at or past 0 on the padded grid."""
+    out = []
+    for a in range(st):
+        u0, u1 = -((a - pad) // st), -((a - pad - size) // st)  # dx index st*u + a - pad in [0, size)
+        taps = [t for t in range(k) if (t * d) % st == a]
+        out.append((st * u0 + a - pad, max(0, u1 - u0), taps, [(t * d) // st for t in taps], u0))
+    margin = max([m - u0 for _, _, taps, ms, u0 in out for m in ms] + [0])
+    return out, margin
+
+
+@functools.lru_cache(maxsize=128)
+def _input_layout(stride, r: int, s: int, dh: int, dw: int, top: int, left: int, hw: tuple, dy_hw: tuple):
+    """(grid top margin, left margin, direct._Grid, phases with taps): where dy lies and which stride-1
+    correlation makes each phase of dx."""
+    rows, mt = _axis_phases(stride[0], r, dh, top, hw[0])
+    cols, ml = _axis_phases(stride[1], s, dw, left, hw[1])
+    phases = []
+    reach_r, reach_c = mt + dy_hw[0], ml + dy_hw[1]  # the grid's rows and columns: dy and what is read
+    for (i0, hu, rs, mr, u0), (j0, wv, ss, mc, v0) in ((a, b) for a in rows for b in cols):
+        if hu and wv and rs and ss:
+            roffs, coffs = tuple(u0 - m + mt for m in mr), tuple(v0 - m + ml for m in mc)
+            reach_r, reach_c = max(reach_r, hu + max(roffs)), max(reach_c, wv + max(coffs))
+            phases.append(_InputPhase(i0, j0, hu, wv, tuple(rs), roffs, tuple(ss), coffs))
+    grid = direct._Grid(reach_r, reach_c, (reach_r + 1) * reach_c)
+    return mt, ml, grid, tuple(phases)
+
+
+@kernel
+def _interleave(parts, starts, i0, j0, hu, wv, sh, sw, dx, n0, n1):
+    """dx[n, c, i0[p] + sh*u, j0[p] + sw*v] = phase p's output (n, c, u, v), which lies in ``parts`` (flat) at
+    starts[p] + ((n*C + c)*hu[p] + u)*wv[p] + v, and zero where no phase reaches, for n0 <= n < n1."""
+    _, c_all, h, w = dx.shape
+    for n in range(n0, n1):
+        for c in range(c_all):
+            d = dx[n, c]
+            for i in range(h):
+                for j in range(w):
+                    d[i, j] = 0
+            for p in range(i0.shape[0]):
+                size = hu[p] * wv[p]
+                src = parts[starts[p] + (n * c_all + c) * size :]
+                for u in range(hu[p]):
+                    row, part = d[i0[p] + sh * u], src[u * wv[p] :]
+                    for v in range(wv[p]):
+                        row[j0[p] + sw * v] = part[v]
+
+
+def backward_input(geo: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """dx (N, C, H, W) in dy's dtype: per phase of dx, ``direct._correlate`` of dy (padded once; it may be cropped)
+    with that phase's taps, then the phases interleaved into dx. Same threads and bits rule as forward."""
+    _check(geo)
+    dt = dy.dtype
+    g, kg, cg = geo.groups, geo.kg, geo.cg
+    mt, ml, grid, phases = _input_layout(geo.stride, geo.r, geo.s, geo.dh, geo.dw, geo.top, geo.left,
+                                         (geo.height, geo.width), tuple(dy.shape[2:]))
+    w5 = w.astype(dt, copy=False).reshape(g, kg, cg, geo.r, geo.s)
+    sizes = [geo.n * geo.c * ph.hu * ph.wv for ph in phases]
+    starts = np.cumsum([0, *sizes])[:-1].astype(np.int64)
+    dypad, lay = direct._padded(dy, mt, ml, grid)
+    parts = workspace.take((max(1, sum(sizes)),), dt)
+    runs = []
+    for ph, start, size in zip(phases, starts, sizes, strict=True):
+        wt = direct._in_fours(w5[:, :, :, list(ph.rs)][..., list(ph.ss)].transpose(0, 2, 1, 3, 4).reshape(g, cg, -1))
+        k_, r_, s_ = np.meshgrid(np.arange(kg), np.array(ph.roffs), np.array(ph.coffs), indexing="ij")
+        offs = (k_ * grid.plane + r_ * grid.pitch + s_).reshape(-1).astype(np.int64)
+        y3 = parts[start : start + size].reshape(geo.n, geo.c, ph.hu * ph.wv)
+        runs.append(direct.correlator(dypad, grid.plane, grid.pitch, wt, offs, np.zeros(wt.shape[0], dt), y3, ph.wv,
+                                      g))
+    meta = [np.array([getattr(ph, f) for ph in phases], dtype=np.int64) for f in ("i0", "j0", "hu", "wv")]
+    dx = np.empty(geo.x_shape, dtype=dt)
+
+    def item(b):
+        lay(b)
+        for run in runs:
+            run(b)
+        _interleave(parts, starts, *meta, *geo.stride, dx, b[0], b[1])
+
+    parallel.run(item, direct._image_ranges(geo.n), blas=False)
+    workspace.give(dypad)
+    workspace.give(parts)
+    return dx

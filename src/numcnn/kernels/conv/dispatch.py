@@ -8,8 +8,8 @@ An ``algorithm`` names a way to compute all three passes of a layer:
 ``im2col``     ``chunked.py``: im2col + GEMM in cache-sized batch chunks over threads; grad-input runs
                col2im for strided layers and the padded grid (``grid.py``) for stride 1
 ``rowshift``   ``rowshift.py``: row copies and squarer GEMMs on a row grid (stride 1 only)
-``direct``     ``direct.py``: compiled direct convolution, the taps as constant offsets on a padded grid (stride 1
-               only; needs Numba)
+``direct``     ``direct.py``: compiled direct convolution, the taps as constant offsets on a padded grid; at stride
+               > 1 ``direct_strided.py`` runs the same kernels on the input's phases (needs Numba)
 ``auto``       the default: a fixed rule of the shapes picks per pass (:func:`choose`); with the compiled
                backend, depthwise layers at stride 1 run ``depthwise.py`` for all three passes, and small layers
                at stride 1 run ``direct.py`` for the passes :func:`direct_passes` names
@@ -118,7 +118,10 @@ def direct_passes(geo: ConvGeometry) -> tuple[str, ...]:
     # Strided layers stay with im2col: ``direct_strided`` (the stride-1 kernels on the input's phases) takes 25-35%
     # longer for forward + grad-weight of resnet's 16->32 3x3 stride 2 on 28x28 (min of 25: 7.2-8.5 against
     # 5.7-6.6 ms) and 32->64 on 14x14 (6.0-6.8 against 4.7-5.5), and the whole resnet step is 0-17 ms faster
-    # without it (2026-12-03, 2 threads); ``algorithm="direct"`` still runs it.
+    # without it (2026-12-03, 2 threads); ``algorithm="direct"`` still runs it. Its grad-input (dx's phases, each a
+    # stride-1 correlation) measured 18-30% faster than col2im for 3x3 stride 2 (16->32 on 28x28: 8.0 against 9.8
+    # ms, 32->64 on 14x14: 4.0 against 5.7, min of 25 alternated, with another job running) and slower for 1x1; not
+    # yet under "auto": it changes resnet's bits, which then needs its 15-epoch accuracy run again.
     return ()
 
 
@@ -138,8 +141,6 @@ def plan(geo: ConvGeometry, algorithm: str = "auto") -> Plan:
         return Plan(*kinds)
     if algorithm == "auto":
         return Plan(*(choose(geo, p) for p in PASSES))
-    if algorithm == "direct" and not geo.unit_stride:
-        return Plan("direct", "col2im", "direct")  # direct_strided.py; its grad-input is col2im's
     if algorithm == "rowshift" and not geo.unit_stride:
         raise ValueError(f"convolution algorithm {algorithm!r} needs stride 1, got stride {geo.stride}; "
                          "use 'im2col' or 'auto'")
@@ -190,6 +191,8 @@ def backward_input(geo: ConvGeometry, dy: np.ndarray, w: np.ndarray, algorithm: 
     w = w.astype(dy.dtype, copy=False)
     if kind == "rowshift" and cropped:
         kind = "grid"  # rowshift's row grid assumes the full output
+    if kind == "direct" and not geo.unit_stride:
+        return direct_strided.backward_input(geo, dy, w)
     return _INPUT_KERNELS[kind].backward_input(geo, dy, w)
 
 
