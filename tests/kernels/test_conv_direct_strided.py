@@ -1,7 +1,8 @@
-"""The compiled direct convolution for stride > 1 (kernels/conv/direct_strided.py): forward, grad-input and grad-weight against
-the seven-loop reference in float64 on drawn shapes (strides 2 and 3, stride past the kernel, 1x1 kernels, asymmetric
-padding, dilation, groups, batch 1, odd and tiny maps, non-contiguous inputs, cropped output gradients), the phase
-layout written in full over stale NaN, against PyTorch in float32, and the same bits for 1, 2 and 3 threads."""
+"""The compiled direct convolution for stride > 1 (kernels/conv/direct_strided.py): forward, grad-input and grad-weight
+against the seven-loop reference in float64 on drawn shapes (strides 2 and 3, stride past the kernel, 1x1 kernels,
+asymmetric padding, dilation, groups, batch 1, odd and tiny maps, non-contiguous inputs, cropped output gradients),
+the phase layout written in full over stale NaN, against PyTorch in float32, and the same bits for 1, 2 and 3
+threads."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def _check_against_reference(geo, seed, layout, crop):
                  direct_strided.backward_weight(geo, in_layout(dy, layout), in_layout(x, layout)),
                  direct_strided.backward_input(geo, in_layout(dy, layout), w))
         for p in runtime.pool.arrays():
-            p.fill(np.nan)  # stale pooled memory (the phases, the dy grid, dx's phases) must not leak into a second call
+            p.fill(np.nan)  # stale pooled memory (phases, the dy grid, dx's phases) must not leak into a second call
         y = direct_strided.forward(geo, in_layout(x, layout), w, b)
         dw = direct_strided.backward_weight(geo, in_layout(dy, layout), in_layout(x, layout))
         dx = direct_strided.backward_input(geo, in_layout(dy, layout), w)
