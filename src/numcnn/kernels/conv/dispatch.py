@@ -91,8 +91,9 @@ def choose(geo: ConvGeometry, pass_: str) -> str:
 
 
 def direct_passes(geo: ConvGeometry) -> tuple[str, ...]:
-    """The passes ``"auto"`` gives to ``direct.py`` with the compiled backend: all three for stride-1 layers with
-    3x3 or larger kernels whose grid computes at most 1.5 positions per output (``direct.grid_overhead``: 1.04 for
+    """The passes ``"auto"`` gives to ``direct.py`` (``direct_strided.py`` at stride > 1) with the compiled backend:
+    grad-input for strided layers of more than one tap (below), and all three for stride-1 layers with 3x3 or larger
+    kernels whose grid computes at most 1.5 positions per output (``direct.grid_overhead``: 1.04 for
     3x3 'same' on 28x28, 1.31 on 7x7, 1.44 for lenet5's unpadded C3; one output position, lenet5's C5, is 16).
 
     Since the direct kernel keeps its output tile's sums in registers (95-105 GFLOP/s per core), it wins or ties
@@ -111,17 +112,20 @@ def direct_passes(geo: ConvGeometry) -> tuple[str, ...]:
 
     and (another run) 3->32 on 32x32: 3.38 / 5.82 / 4.43 against auto's GEMM paths 6.96 / 14.3 / 9.74; lenet5's C3
     (6->16 5x5, no padding, 14x14): 1.38 / 2.69 / 1.76 against 2.59 / 3.43 / 2.78; 64->64 on 32x32: 81 / 84 / 106
-    against 104 / 109 / 138. Left to the GEMM paths: 1x1 and 2x2 kernels (one GEMM, or few taps), strided layers and
-    one-output-position layers."""
+    against 104 / 109 / 138. Left to the GEMM paths: 1x1 and 2x2 kernels (one GEMM, or few taps), one-output-position
+    layers, and strided layers but for their grad-input."""
     if direct.supported(geo) and geo.taps >= 9 and direct.grid_overhead(geo) <= 1.5:
         return PASSES
-    # Strided layers stay with im2col: ``direct_strided`` (the stride-1 kernels on the input's phases) takes 25-35%
-    # longer for forward + grad-weight of resnet's 16->32 3x3 stride 2 on 28x28 (min of 25: 7.2-8.5 against
-    # 5.7-6.6 ms) and 32->64 on 14x14 (6.0-6.8 against 4.7-5.5), and the whole resnet step is 0-17 ms faster
-    # without it (2026-12-03, 2 threads); ``algorithm="direct"`` still runs it. Its grad-input (dx's phases, each a
-    # stride-1 correlation) measured 18-30% faster than col2im for 3x3 stride 2 (16->32 on 28x28: 8.0 against 9.8
-    # ms, 32->64 on 14x14: 4.0 against 5.7, min of 25 alternated, with another job running) and slower for 1x1; not
-    # yet under "auto": it changes resnet's bits, which then needs its 15-epoch accuracy run again.
+    if not geo.unit_stride and geo.taps > 1:
+        # Strided layers: grad-input on dx's phases (``direct_strided.backward_input``, each phase a stride-1
+        # correlation) against col2im, 2 threads, min of 25 alternated: 16->32 3x3 stride 2 on 28x28 2.71 against
+        # 4.25 ms, 32->64 on 14x14 2.07 against 2.89, 64->128 on 32x32 29.4 against 36.7 (2026-12-03). 1x1 layers
+        # keep col2im (one phase: 1.41 against 1.15 ms on one thread).
+        # Their forward and grad-weight stay with im2col: ``direct_strided`` takes 25-35% longer for those on
+        # resnet's 16->32 3x3 stride 2 on 28x28 (min of 25: 7.2-8.5 against 5.7-6.6 ms) and 32->64 on 14x14
+        # (6.0-6.8 against 4.7-5.5), and the whole resnet step was 0-17 ms faster without them (2026-12-03, 2
+        # threads); ``algorithm="direct"`` still runs them.
+        return ("input",)
     return ()
 
 
