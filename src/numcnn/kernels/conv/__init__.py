@@ -9,9 +9,11 @@
 7. ``rowshift.py``   stride-1 passes as row copies and squarer GEMMs on a row grid
 8. ``depthwise.py``  one filter per channel, compiled (Numba): each output row a sum of shifted input rows
 9. ``direct.py``     stride-1 direct convolution, compiled (Numba): every tap a constant offset on a padded grid
-10. ``dispatch.py``  the public entry points: which algorithm runs each pass (a fixed rule of the shapes)
-11. ``autotune.py``  opt-in: time the candidates once per layer shape, remember the fastest
-12. ``transposed.py`` the transposed convolution as a convolution's passes swapped
+10. ``direct_weight.py`` its grad-weight, on the same grid
+11. ``direct_strided.py`` stride > 1: the same kernels on the input's phases, and grad-input on dx's phases
+12. ``dispatch.py``  the public entry points: which algorithm runs each pass (a fixed rule of the shapes)
+13. ``autotune.py``  opt-in: time the candidates once per layer shape, remember the fastest
+14. ``transposed.py`` the transposed convolution as a convolution's passes swapped
 
 A convolution with G groups splits the C input and K output channels into G equal groups; output channel k sees
 only the C/G input channels of its group, so w has shape (K, C/G, R, S). Depthwise is G == C. Every kernel keeps
