@@ -153,6 +153,48 @@ def test_direct_gives_the_same_bits_for_1_2_and_3_threads(x_shape, w_shape, padd
             np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("x_shape, w_shape, padding, dilation, groups", [
+    ((5, 64, 7, 7), (64, 64, 3, 3), (1, 1), 1, 1),  # resnet's last stage, an odd batch: an empty slot
+    ((3, 16, 4, 4), (8, 16, 3, 3), (1, 1), 1, 1),  # 25 tall positions per image against 32
+    ((4, 6, 7, 7), (6, 2, 3, 3), (1, 1), 1, 3),  # groups of 2 output channels: two zero rows per group
+    ((1, 3, 6, 6), (5, 3, 4, 2), (3, 1), 1, 1),  # batch 1: the second half all zeros; padding wider than the gap
+])
+def test_grad_weight_on_the_tall_grid(x_shape, w_shape, padding, dilation, groups, monkeypatch):
+    """Small maps take grad-weight on the tall grid (half the batch stacked per "image", the padding rows shared):
+    against the seven loops and the per-image grid, over stale NaN (every number of both grids is written)."""
+    top, left = padding
+    geo = K.ConvGeometry.of(x_shape, w_shape, (1, 1), ((top, top), (left, left)), (dilation,) * 2, groups)
+    assert direct_weight._tall(geo, geo.out_hw) is not None
+    assert direct_weight._tall(geo, (geo.ho - 1, geo.wo)) is None  # a cropped dy keeps the per-image grid
+    rng = np.random.default_rng(sum(x_shape))
+    x, dy = rng.standard_normal(geo.x_shape), channel_major(rng.standard_normal(geo.y_shape))
+    out = []
+    with runtime.scoped(backend="numba"):
+        for rule in (direct_weight._tall, lambda geo, dy_hw: None):
+            monkeypatch.setattr(direct_weight, "_tall", rule)
+            for p in runtime.pool.arrays():
+                p.fill(np.nan)
+            out.append(direct_weight.backward_weight(geo, dy, x))
+    for dw in out:
+        np.testing.assert_allclose(dw, reference.backward_weight(geo, dy, x), rtol=1e-10, atol=1e-10)
+
+
+def test_the_tall_grid_only_where_it_is_not_longer():
+    """The rule of ``direct_weight._tall``: 3x3 'same' on 7x7 (64 grid positions per image either way), not 3x3 or
+    5x5 on 14x14 (240 or 256 against 224), 28x28 maps, or negative padding."""
+    def tall(x_shape, w_shape, pad):
+        geo = K.ConvGeometry.of(x_shape, w_shape, (1, 1), pad)
+        return direct_weight._tall(geo, geo.out_hw) is not None
+    assert tall((8, 64, 7, 7), (64, 64, 3, 3), ((1, 1), (1, 1)))
+    assert not tall((8, 32, 14, 14), (32, 32, 3, 3), ((1, 1), (1, 1)))
+    assert not tall((8, 16, 14, 14), (32, 16, 5, 5), ((2, 2), (2, 2)))
+    assert not tall((8, 16, 28, 28), (16, 16, 3, 3), ((1, 1), (1, 1)))
+    assert not tall((8, 4, 9, 9), (4, 4, 3, 3), ((1, -1), (1, 1)))
+    geo = K.ConvGeometry.of((5, 64, 7, 7), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)))
+    grid, rows, n_per = direct_weight._tall(geo, geo.out_hw)
+    assert (grid.pitch, rows, n_per) == (8, 8, 3)  # 7 rows and a shared zero row per image, three images per half
+
+
 @pytest.mark.parametrize("k", [16, 6])  # a multiple of four: the kernel reads w itself; 6: a padded copy
 def test_direct_reads_weights_changed_in_place_between_calls(k):
     """Optimizers update weights in place: a second call after ``w -= ...`` (and ``b += ...``) must see the new
