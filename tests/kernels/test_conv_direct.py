@@ -158,6 +158,7 @@ def test_direct_gives_the_same_bits_for_1_2_and_3_threads(x_shape, w_shape, padd
     ((3, 16, 4, 4), (8, 16, 3, 3), (1, 1), 1, 1),  # 25 tall positions per image against 32
     ((4, 6, 7, 7), (6, 2, 3, 3), (1, 1), 1, 3),  # groups of 2 output channels: two zero rows per group
     ((1, 3, 6, 6), (5, 3, 4, 2), (3, 1), 1, 1),  # batch 1: the second half all zeros; padding wider than the gap
+    ((3, 2, 4, 4), (4, 2, 1, 1), (2, 2), 1, 1),  # padding past the kernel's reach: 8 output rows per 4 input rows
 ])
 def test_grad_weight_on_the_tall_grid(x_shape, w_shape, padding, dilation, groups, monkeypatch):
     """Small maps take grad-weight on the tall grid (half the batch stacked per "image", the padding rows shared):

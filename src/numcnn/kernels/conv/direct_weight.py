@@ -131,16 +131,16 @@ def _lay_tall(x, dy, groups, top, left, rows, n_per, pitch, xt, dyt, s0, s1):
 
 def _tall(geo: ConvGeometry, dy_hw) -> tuple[_Grid, int, int] | None:
     """(grid, rows, images per half) of the tall layout, or None where it does not pay: a cropped dy, negative
-    padding, or a tall grid (rows = H + the larger of the top and bottom margins, per image) longer than the
-    per-image grids, each rounded up to whole vectors. Equal for 3x3 'same' on 7x7 (64 positions per image either
-    way); 3x3 on 14x14 would take 240 against 224, and measured 5% slower that way (2.87 -> 3.01 ms for 32->32,
-    2 threads)."""
+    padding, or a tall grid (rows per image: H + the larger of the top and bottom margins, or Ho if more) longer
+    than the per-image grids, each rounded up to whole vectors. Equal for 3x3 'same' on 7x7 (64 positions per image
+    either way); 3x3 on 14x14 would take 240 against 224, and measured 5% slower that way (2.87 -> 3.01 ms for
+    32->32, 2 threads)."""
     (top, bottom), (left, right) = geo.padding
     if tuple(dy_hw) != geo.out_hw or min(top, bottom, left, right) < 0:
         return None
     grid = _forward_grid(geo)
-    rows = geo.height + max(top, bottom)
-    if rows * grid.pitch > grid.length(geo.ho, geo.wo):
+    rows = max(geo.height + max(top, bottom), geo.ho)  # each image's input and output rows (padding past the
+    if rows * grid.pitch > grid.length(geo.ho, geo.wo):  # kernel's reach gives more output rows than input rows)
         return None
     n_per = -(-geo.n // 2)
     hp = top + n_per * rows + geo.dh * (geo.r - 1) + 1  # the last image's rows and what its taps reach below
