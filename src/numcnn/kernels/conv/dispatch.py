@@ -11,8 +11,8 @@ An ``algorithm`` names a way to compute all three passes of a layer:
 ``direct``     ``direct.py``: compiled direct convolution, the taps as constant offsets on a padded grid; at stride
                > 1 ``direct_strided.py`` runs the same kernels on the input's phases (needs Numba)
 ``auto``       the default: a fixed rule of the shapes picks per pass (:func:`choose`); with the compiled
-               backend, depthwise layers at stride 1 run ``depthwise.py`` for all three passes, and small layers
-               at stride 1 run ``direct.py`` for the passes :func:`direct_passes` names
+               backend, depthwise layers at stride 1 run ``depthwise.py`` for all three passes, and the passes
+               :func:`direct_passes` names run direct (small layers at stride 1; strided layers' grad-input)
 =============  ==================================================================================================
 
 What each pass runs is named by a :class:`Plan` (``plan(geo, "im2col")`` is ``Plan("im2col", "grid", "im2col")``
