@@ -34,6 +34,11 @@ def _expand_grad(g, shape, axes, keepdim):
     return np.broadcast_to(g, shape)
 
 
+def _count(shape, axes) -> int:
+    """How many elements a reduction over ``axes`` (None: all) of an array of ``shape`` combines."""
+    return int(np.prod(shape if axes is None else [shape[i] for i in axes]))
+
+
 class Sum(Function):
     node_name = staticmethod(lambda a, dim=None, keepdim=False: f"SumBackward{int(dim is not None)}")
 
@@ -57,8 +62,7 @@ class Mean(Function):
         ctx.shape = a.shape
         ctx.axes = norm_axes(dim, a.ndim)
         ctx.keepdim = keepdim
-        n = a.size if ctx.axes is None else int(np.prod([a.shape[i] for i in ctx.axes]))
-        ctx.n = n
+        ctx.n = _count(a.shape, ctx.axes)
         return np.asarray(a.mean(axis=ctx.axes, keepdims=keepdim))
 
     @staticmethod
@@ -73,8 +77,7 @@ class Var(Function):
         ctx.keepdim = keepdim
         mean = a.mean(axis=ctx.axes, keepdims=True)
         d = a - mean
-        n = a.size if ctx.axes is None else int(np.prod([a.shape[i] for i in ctx.axes]))
-        ctx.denom = max(n - correction, 0)
+        ctx.denom = max(_count(a.shape, ctx.axes) - correction, 0)
         ctx.save_for_backward(d)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray((d * d).sum(axis=ctx.axes, keepdims=keepdim) / a.dtype.type(ctx.denom))
