@@ -212,9 +212,8 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray) -> np.ndar
     ph = _phases(geo)
     offs = ph.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
     xpad, lay = _phased(x.astype(dt, copy=False), geo, ph, even=True)
-    dw = direct_weight.run_weight_grad(
-        geo, dy, xpad, ph.plane, ph.length(*geo.grad_hw(dy.shape)), offs,
-        lambda b, dyg: (lay(b), direct_weight._grid_rows(dy, geo.groups, dyg, ph.pitch, b[0], b[1])))
+    dw = direct_weight.run_weight_grad(geo, dy, xpad, ph.plane, ph.length(*geo.grad_hw(dy.shape)), offs,
+                                       direct_weight.with_grid_rows(lay, dy, geo.groups, ph.pitch))
     workspace.give(xpad)
     return dw
 

@@ -24,7 +24,7 @@ from ..jit import kernel
 from .direct import SLACK, VECTOR, _aligned, _check, _forward_grid, _Grid, _image_ranges, _padded
 from .geometry import ConvGeometry
 
-__all__ = ["backward_weight", "run_weight_grad"]
+__all__ = ["backward_weight", "run_weight_grad", "with_grid_rows"]
 
 
 @kernel
@@ -166,9 +166,15 @@ def backward_weight(geo: ConvGeometry, dy: np.ndarray, x: np.ndarray) -> np.ndar
     offs = grid.offsets(geo.cg, geo.r, geo.s, geo.dh, geo.dw)
     xpad, lay = _padded(x, geo.top, geo.left, grid, even=True)
     dw = run_weight_grad(geo, dy, xpad, grid.plane, grid.length(*dy.shape[2:]), offs,
-                         lambda b, dyg: (lay(b), _grid_rows(dy, geo.groups, dyg, grid.pitch, b[0], b[1])))
+                         with_grid_rows(lay, dy, geo.groups, grid.pitch))
     workspace.give(xpad)
     return dw
+
+
+def with_grid_rows(lay, dy: np.ndarray, groups: int, pitch: int):
+    """``lay(b, dyg)`` for :func:`run_weight_grad` on a per-image grid: ``lay(b)`` lays out the input's images of the
+    range b, then ``_grid_rows`` lays dy's images of b on the grid of ``pitch`` in dyg."""
+    return lambda b, dyg: (lay(b), _grid_rows(dy, groups, dyg, pitch, b[0], b[1]))
 
 
 def run_weight_grad(geo: ConvGeometry, dy: np.ndarray, xpad: np.ndarray, plane: int, length: int, offs: np.ndarray,
